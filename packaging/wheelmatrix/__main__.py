@@ -1,0 +1,5 @@
+"""``python -m wheelmatrix``."""
+
+from wheelmatrix.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The one typed, frozen model of a release, built from ``matrix.toml`` by :mod:`wheelmatrix.config`.
+
+Everything downstream of the config stage takes these objects, never a dict.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+PlatformName = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64"]
+PLATFORMS: tuple[PlatformName, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
+SourceKind = Literal["pypi", "debian", "system"]
+RepairTool = Literal["auditwheel", "delvewheel", "delocate", "none"]
+SplitStrategy = Literal["fat", "per-cuda-major", "auto"]
+RuleAction = Literal["include", "exclude"]
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class CudaVersion:
+    """A CUDA toolkit version, major.minor (``12.4``)."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> CudaVersion:
+        """Parse ``"12.4"``; raises ValueError on anything else."""
+        parts = text.split(".")
+        if len(parts) != 2 or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+            raise ValueError(text)
+        return cls(int(parts[0]), int(parts[1]))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, CudaVersion):
+            return NotImplemented
+        return (self.major, self.minor) < (other.major, other.minor)
+
+    @property
+    def tag(self) -> str:
+        """``"124"`` for 12.4: the suffix of variant ids and library names."""
+        return f"{self.major}{self.minor}"
+
+    @property
+    def variant(self) -> str:
+        return f"cuda{self.tag}"
+
+    @property
+    def api(self) -> int:
+        """The CUDA_VERSION / cuDriverGetVersion encoding: 12040 for 12.4."""
+        return self.major * 1000 + self.minor * 10
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Where the CUDA toolchain of one CUDA version comes from."""
+
+    source: SourceKind
+    suite: str | None = None  # debian: the suite whose non-free component has this version
+    path: Path | None = None  # system: the CUDA root (nvcc at path/bin/nvcc); None = $CUDA_HOME
+
+    def describe(self) -> str:
+        if self.source == "debian":
+            return f"debian:{self.suite}"
+        if self.source == "system":
+            return f"system:{self.path}" if self.path else "system:$CUDA_HOME"
+        return "pypi"
+
+
+@dataclass(frozen=True)
+class CudaFacts:
+    """Facts about one CUDA version from ``data/cuda.toml`` (not user-settable)."""
+
+    archs: tuple[int, ...]
+    host_gcc_max: int
+    driver_api: int
+    min_driver_linux: str
+    min_driver_windows: str
+    family_min_driver_linux: str
+    family_min_driver_windows: str
+    runtime_soname: str
+    compress: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CudaSpec:
+    """One CUDA version of the release: what to compile and with which toolchain."""
+
+    version: CudaVersion
+    sass: tuple[int, ...]
+    ptx: tuple[int, ...]
+    toolchain: Toolchain
+    facts: CudaFacts
+
+    @property
+    def variant(self) -> str:
+        return self.version.variant
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    name: PlatformName
+    policy: str  # wheel platform policy, e.g. manylinux_2_28
+    repair: RepairTool
+    never_vendor: tuple[str, ...]  # globs of libraries the repair step must not vendor
+    wheel_arch: str
+    runner: str
+    library_pattern: str  # "lib{name}.so"
+    cuda_providers: tuple[SourceKind, ...]
+
+    @property
+    def wheel_tag(self) -> str:
+        """The platform tag of this platform's wheels (``manylinux_2_28_x86_64``, ``win_amd64``)."""
+        if self.policy.startswith("manylinux"):
+            return f"{self.policy}_{self.wheel_arch}"
+        return self.policy
+
+    @property
+    def os(self) -> str:
+        return self.name.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An include/exclude rule over cells; rules apply in order and the last match wins."""
+
+    action: RuleAction
+    platforms: tuple[str, ...]  # fnmatch patterns over platform names
+    variants: tuple[str, ...]  # fnmatch patterns over variant ids ("cpu", "cuda124", "cuda12*")
+    reason: str
+    index: int  # position in matrix.toml, for messages
+
+    def matches(self, platform: str, variant: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(platform, p) for p in self.platforms) and any(
+            fnmatchcase(variant, v) for v in self.variants
+        )
+
+
+@dataclass(frozen=True)
+class Packaging:
+    max_file_size: int  # bytes
+    project_quota: int  # bytes
+    split: SplitStrategy
+    split_name: str  # distribution name template, e.g. "{name}-cu{major}"
+    extra_name: str  # extra that pulls a split distribution, e.g. "cu{major}"
+
+
+@dataclass(frozen=True)
+class PublishStage:
+    name: str
+    repository_url: str  # where twine uploads
+    index_url: str  # the simple index pip installs from to verify
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str  # distribution name
+    import_package: str
+    library: str  # native library base name: lib<library>_cpu, lib<library>_cuda124
+    library_dir: str  # folder inside the import package holding the libraries
+    source: Path  # the project's source tree (where its pyproject.toml is)
+
+    def library_stem(self, variant: str) -> str:
+        """``kbit_cpu`` / ``kbit_cuda124``."""
+        return f"{self.library}_{variant}"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    project: Project
+    platforms: tuple[PlatformSpec, ...]
+    cuda: tuple[CudaSpec, ...]
+    python: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    packaging: Packaging
+    publish: tuple[PublishStage, ...]
+    toolchain_lock: Path = field(default=Path("toolchains.lock"))
+
+    def cuda_spec(self, version: CudaVersion | str) -> CudaSpec:
+        v = CudaVersion.parse(version) if isinstance(version, str) else version
+        for spec in self.cuda:
+            if spec.version == v:
+                return spec
+        raise KeyError(str(v))
+
+    def platform(self, name: str) -> PlatformSpec:
+        for spec in self.platforms:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
