@@ -1,0 +1,440 @@
+"""Stage: assemble cell wheels into the distributions a release publishes.
+
+Per platform the input is one cell wheel per variant (``cpu``, ``cuda118``, ...), each built by
+the project's own build backend. The CPU cell wheel is the base: it carries the Python package
+(the loader), its metadata and the CPU library. The output is either
+
+* **fat**: one ``py3-none-<platform>`` wheel holding every library and its manifest, or
+* **split** (per CUDA major): the base distribution (CPU library and loader) plus one distribution
+  per CUDA major, named by ``packaging.split-name`` (``kbit-cu12``), holding an import package
+  (``kbit_cu12``) with the libraries in its library folder, registered in the entry-point group
+  ``<import_package>.libraries`` so the loader finds it, reachable as the extra
+  ``packaging.extra-name`` (``kbit[cu12]``), the versions pinned to each other exactly.
+
+The choice follows ``packaging.split``: ``fat`` (fail when over the limit), ``per-cuda-major``
+(always split) or ``auto`` (fat when the measured compressed wheel fits ``max-file-size``).
+A wheel over the limit is never written: :class:`WheelTooLarge` names the libraries and the
+options.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+
+from wheelmatrix.build.wheelfile import (
+    WheelContents,
+    WheelName,
+    compressed_size,
+    escape_name,
+    read_wheel,
+    wheel_bytes,
+)
+from wheelmatrix.errors import PackageError
+from wheelmatrix.model import Matrix, Project
+
+GENERATOR = "wheelmatrix"
+_FIX_SIZE = (
+    "options: set [packaging] split = \"per-cuda-major\" (or \"auto\") in matrix.toml to publish one "
+    "distribution per CUDA major; drop CUDA versions or SASS archs (keep PTX for the newest); "
+    "or raise [packaging] max-file-size after PyPI grants a larger per-file limit"
+)
+
+
+class WheelTooLarge(PackageError):
+    """A wheel would exceed ``packaging.max-file-size``; names what makes it large."""
+
+    def __init__(self, wheel: str, size: int, limit: int, parts: Sequence[tuple[str, int]], *, split: bool) -> None:
+        biggest = ", ".join(f"{name} ({_mib(n)})" for name, n in sorted(parts, key=lambda p: -p[1]))
+        what = (
+            f"{wheel} would be {_mib(size)} compressed, over the {_mib(limit)} limit "
+            f"([packaging] max-file-size); its libraries, largest first: {biggest}"
+        )
+        fix = _FIX_SIZE
+        if split:
+            fix = (
+                "this distribution is already split per CUDA major and one major alone is too large: "
+                "drop SASS archs or CUDA minors of that major, or raise [packaging] max-file-size "
+                "after PyPI grants a larger per-file limit"
+            )
+        super().__init__(what, fix=fix)
+        self.size = size
+        self.limit = limit
+        self.parts = tuple(parts)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+@dataclass(frozen=True)
+class CellWheel:
+    """A cell build's wheel: which cell it came from and where it is."""
+
+    cell_id: str
+    platform: str
+    variant: str  # "cpu" or "cudaXY"
+    path: Path
+
+
+@dataclass(frozen=True)
+class Library:
+    """A native library taken from a cell wheel, with its manifest and every file of its stem."""
+
+    variant: str
+    stem: str  # libkbit_cuda124
+    files: tuple[tuple[str, bytes], ...]  # (file name inside the library folder, data)
+    manifest: dict[str, Any] = field(compare=False, hash=False)
+    compressed: int = 0  # measured deflate size of its files in a wheel
+
+    @property
+    def cuda_major(self) -> int | None:
+        m = re.fullmatch(r"cuda(\d+?)(\d)", self.variant)
+        if self.variant == "cpu" or m is None:
+            return None
+        cuda = self.manifest.get("cuda")
+        if isinstance(cuda, str) and "." in cuda:
+            return int(cuda.split(".", 1)[0])
+        return int(m.group(1))
+
+    @property
+    def filename(self) -> str:
+        names = [n for n, _ in self.files if not n.endswith(".json")]
+        return names[0] if names else self.files[0][0]
+
+
+@dataclass(frozen=True)
+class AssembledWheel:
+    """One distribution's wheel as assembled (before repair)."""
+
+    platform: str
+    distribution: str  # kbit, kbit-cu12
+    contents: WheelContents
+    libraries: tuple[Library, ...]
+    size: int  # compressed size of the wheel as written
+
+    @property
+    def filename(self) -> str:
+        return self.contents.filename
+
+
+@dataclass(frozen=True)
+class Assembly:
+    platform: str
+    layout: str  # "fat" or "split"
+    reason: str
+    wheels: tuple[AssembledWheel, ...]
+
+
+def _library_prefix(project: Project) -> str:
+    return f"{project.import_package}/{project.library_dir}/"
+
+
+def extract_library(project: Project, cell: CellWheel, contents: WheelContents) -> Library:
+    """The library of ``cell.variant`` inside a cell wheel: ``lib<stem>.*`` in the library folder."""
+    stem = "lib" + project.library_stem(cell.variant)
+    prefix = _library_prefix(project)
+    files = tuple(
+        sorted(
+            (name[len(prefix) :], data)
+            for name, data in contents.files.items()
+            if name.startswith(prefix) and name[len(prefix) :].startswith(stem + ".") and "/" not in name[len(prefix) :]
+        )
+    )
+    binaries = [n for n, _ in files if not n.endswith(".json")]
+    manifests = [d for n, d in files if n == stem + ".json"]
+    if not binaries:
+        raise PackageError(
+            f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no {prefix}{stem}.* library",
+            fix="check the build writes the library into the wheel's library folder, then rebuild the cell",
+        )
+    if not manifests:
+        raise PackageError(
+            f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no manifest {prefix}{stem}.json",
+            fix="the build must install the library's manifest next to it; rebuild the cell",
+        )
+    try:
+        manifest = json.loads(manifests[0])
+    except ValueError as exc:
+        raise PackageError(f"{cell.path.name}: {prefix}{stem}.json is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise PackageError(f"{cell.path.name}: {prefix}{stem}.json is not a JSON object")
+    size = sum(compressed_size(d) for _, d in files)
+    return Library(cell.variant, stem, files, manifest, size)
+
+
+def _strip_libraries(project: Project, contents: WheelContents) -> WheelContents:
+    prefix = _library_prefix(project)
+    stem0 = "lib" + project.library + "_"
+    keep = {
+        n: d
+        for n, d in contents.files.items()
+        if not (n.startswith(prefix) and n[len(prefix) :].startswith(stem0) and "/" not in n[len(prefix) :])
+    }
+    return WheelContents(contents.filename, keep, {n: m for n, m in contents.modes.items() if n in keep})
+
+
+def _with_libraries(project: Project, base: WheelContents, libraries: Sequence[Library], package: str | None = None) -> WheelContents:
+    out = WheelContents(base.filename, dict(base.files), dict(base.modes))
+    folder = f"{package or project.import_package}/{project.library_dir}/"
+    for lib in libraries:
+        for name, data in lib.files:
+            out.put(folder + name, data)
+    return out
+
+
+def _set_headers(metadata: str, add: Sequence[tuple[str, str]]) -> str:
+    """Append headers to a METADATA text, keeping its body (after the first blank line)."""
+    head, sep, body = metadata.partition("\n\n")
+    lines = head.rstrip("\n").split("\n")
+    lines.extend(f"{k}: {v}" for k, v in add)
+    return "\n".join(lines) + "\n" + (sep[1:] + body if sep else "")
+
+
+def _wheel_file(tag: str) -> bytes:
+    return f"Wheel-Version: 1.0\nGenerator: {GENERATOR}\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()
+
+
+def _check_cells(project: Project, platform: str, cells: Sequence[tuple[CellWheel, WheelContents]]) -> tuple[str, str]:
+    versions = {(c.wheel_name.name, c.wheel_name.version) for _, c in cells}
+    if len(versions) != 1:
+        listing = ", ".join(sorted(f"{cw.path.name}" for cw, _ in cells))
+        raise PackageError(
+            f"the cell wheels of {platform} disagree on name or version: {listing}",
+            fix="rebuild every cell from the same source tree (`wheelmatrix build`)",
+        )
+    name, version = versions.pop()
+    if escape_name(name) != escape_name(project.name):
+        raise PackageError(f"cell wheels of {platform} are for {name!r}, matrix.toml releases {project.name!r}")
+    return name, version
+
+
+def split_names(matrix: Matrix, major: int) -> tuple[str, str, str]:
+    """(distribution, import package, extra) of the split distribution for CUDA ``major``."""
+    dist = matrix.packaging.split_name.format(name=matrix.project.name, major=major)
+    return dist, escape_name(dist), matrix.packaging.extra_name.format(name=matrix.project.name, major=major)
+
+
+def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel]) -> Assembly:
+    """Decide fat or split for one platform from measured sizes and build the wheels in memory."""
+    project = matrix.project
+    limit = matrix.packaging.max_file_size
+    read = [(c, read_wheel(c.path)) for c in sorted(cells, key=lambda c: c.variant)]
+    _, version = _check_cells(project, platform, read)
+    base_cells = [(c, w) for c, w in read if c.variant == "cpu"]
+    if not base_cells:
+        raise PackageError(
+            f"no cpu cell wheel for {platform}: it carries the loader every distribution of the platform needs",
+            fix=f"build the cell {platform}-cpu (`wheelmatrix build --cell {platform}-cpu`)",
+        )
+    base_raw = base_cells[0][1]
+    libraries = [extract_library(project, c, w) for c, w in read]
+    base = _strip_libraries(project, base_raw)
+    tag = base.wheel_name.tag
+    base.put(f"{base.dist_info}/WHEEL", _wheel_file(tag))
+    cuda_libs = [lib for lib in libraries if lib.cuda_major is not None]
+    cpu_libs = [lib for lib in libraries if lib.cuda_major is None]
+
+    def make(contents: WheelContents, dist: str, libs: Sequence[Library]) -> AssembledWheel:
+        size = len(wheel_bytes(contents))
+        return AssembledWheel(platform, dist, contents, tuple(libs), size)
+
+    fat = make(_with_libraries(project, base, libraries), project.name, libraries)
+    strategy = matrix.packaging.split
+    if strategy == "fat" or (strategy == "auto" and fat.size <= limit) or not cuda_libs:
+        if fat.size > limit:
+            raise WheelTooLarge(fat.filename, fat.size, limit, [(lib.filename, lib.compressed) for lib in libraries], split=False)
+        reason = (
+            f"fat: {_mib(fat.size)} fits the {_mib(limit)} limit"
+            if strategy != "fat"
+            else f"fat by policy ([packaging] split = \"fat\"), {_mib(fat.size)} of {_mib(limit)}"
+        )
+        return Assembly(platform, "fat", reason, (fat,))
+    reason = (
+        f"split per CUDA major: the fat wheel would be {_mib(fat.size)}, over the {_mib(limit)} limit"
+        if strategy == "auto"
+        else "split per CUDA major by policy ([packaging] split = \"per-cuda-major\")"
+    )
+    majors = sorted({lib.cuda_major for lib in cuda_libs if lib.cuda_major is not None})
+    metadata_name = f"{base.dist_info}/METADATA"
+    extras: list[tuple[str, str]] = []
+    pieces: list[AssembledWheel] = []
+    requires_python = HeaderParser().parsestr(base.text(metadata_name)).get("Requires-Python")
+    for major in majors:
+        dist, package, extra = split_names(matrix, major)
+        libs = [lib for lib in cuda_libs if lib.cuda_major == major]
+        extras += [("Provides-Extra", extra), ("Requires-Dist", f"{dist}=={version}; extra == \"{extra}\"")]
+        info = f"{escape_name(dist)}-{version}.dist-info"
+        headers = [
+            ("Metadata-Version", "2.1"),
+            ("Name", dist),
+            ("Version", version),
+            ("Summary", f"CUDA {major} libraries of {project.name} (installed by {project.name}[{extra}])"),
+        ]
+        if requires_python:
+            headers.append(("Requires-Python", str(requires_python)))
+        headers.append(("Requires-Dist", f"{project.name}=={version}"))
+        piece = WheelContents(f"{escape_name(dist)}-{version}-{tag}.whl", {}, {})
+        piece.put(f"{package}/__init__.py", f'"""CUDA {major} libraries of {project.name}; found through the entry-point group {project.import_package}.libraries."""\n'.encode())
+        piece.put(f"{info}/METADATA", ("".join(f"{k}: {v}\n" for k, v in headers)).encode())
+        piece.put(f"{info}/WHEEL", _wheel_file(tag))
+        piece.put(f"{info}/entry_points.txt", f"[{project.import_package}.libraries]\n{extra} = {package}\n".encode())
+        piece.put(f"{info}/RECORD", b"")
+        piece = _with_libraries(project, piece, libs, package)
+        assembled = make(piece, dist, libs)
+        if assembled.size > limit:
+            raise WheelTooLarge(assembled.filename, assembled.size, limit, [(lib.filename, lib.compressed) for lib in libs], split=True)
+        pieces.append(assembled)
+    base_split = _with_libraries(project, base, cpu_libs)
+    base_split.put(metadata_name, _set_headers(base_split.text(metadata_name), extras).encode())
+    main = make(base_split, project.name, cpu_libs)
+    if main.size > limit:
+        raise WheelTooLarge(main.filename, main.size, limit, [(lib.filename, lib.compressed) for lib in cpu_libs], split=True)
+    return Assembly(platform, "split", reason, (main, *pieces))
+
+
+def group_cells(cells: Sequence[CellWheel]) -> dict[str, list[CellWheel]]:
+    by_platform: dict[str, list[CellWheel]] = {}
+    for c in cells:
+        by_platform.setdefault(c.platform, []).append(c)
+    return dict(sorted(by_platform.items()))
+
+
+def library_names(wheel: WheelContents, project: Project, package: str | None = None) -> tuple[str, ...]:
+    """The native libraries (not manifests) inside a wheel's library folder."""
+    prefix = f"{package or project.import_package}/{project.library_dir}/"
+    return tuple(
+        sorted(
+            n[len(prefix) :]
+            for n in wheel.files
+            if n.startswith(prefix) and "/" not in n[len(prefix) :] and not n.endswith(".json")
+        )
+    )
+
+
+def describe(wheel: WheelName) -> str:
+    return wheel.filename()
+
+
+@dataclass(frozen=True)
+class FinalWheel:
+    """A wheel written to ``dist/``: assembled, repaired, within the size limit."""
+
+    platform: str
+    distribution: str
+    layout: str  # fat or split
+    path: Path
+    size: int
+    limit: int
+    tag: str  # platform tag in the file name
+    rated: str | None  # auditwheel's overall_tag (Linux)
+    repair_tool: str
+    vendored: tuple[str, ...]
+    excluded: tuple[str, ...]
+    libraries: tuple[str, ...]
+    manifests: tuple[dict[str, Any], ...]
+    sha256: str
+    cells: tuple[str, ...]
+    reason: str
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.size / self.limit if self.limit else 0.0
+
+
+def assemble_all(
+    matrix: Matrix,
+    cells: Sequence[CellWheel],
+    dist: Path,
+    *,
+    repair: bool = True,
+    exclude: Sequence[str] = (),
+    timeout: float = 900,
+) -> list[FinalWheel]:
+    """Assemble, write, repair and size-check every platform's wheels; move them into ``dist``.
+
+    Nothing reaches ``dist`` unless every wheel of every platform passed: the work happens in
+    ``dist/.staging`` which is removed on failure.
+    """
+    import hashlib
+    import shutil
+
+    from wheelmatrix.build import repair as repair_mod
+    from wheelmatrix.build.wheelfile import write_wheel
+
+    if not cells:
+        raise PackageError("there are no cell wheels to assemble", fix="run `wheelmatrix build` first")
+    staging = dist / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / "assembled").mkdir(parents=True)
+    finals: list[FinalWheel] = []
+    limit = matrix.packaging.max_file_size
+    try:
+        for platform, group in group_cells(cells).items():
+            spec = matrix.platform(platform)
+            assembly = assemble_platform(matrix, platform, group)
+            for wheel in assembly.wheels:
+                raw = write_wheel(wheel.contents, staging / "assembled")
+                if repair:
+                    done = repair_mod.repair(raw, spec, staging / "repaired", exclude=exclude, timeout=timeout)
+                else:
+                    done = repair_mod.repair(raw, _no_repair(spec), staging / "repaired", timeout=timeout)
+                size = done.path.stat().st_size
+                package = None if wheel.distribution == matrix.project.name else split_names(matrix, wheel.libraries[0].cuda_major or 0)[1]
+                if size > limit:
+                    raise WheelTooLarge(
+                        done.path.name + " (after repair)",
+                        size,
+                        limit,
+                        [(lib.filename, lib.compressed) for lib in wheel.libraries]
+                        + [(v, 0) for v in done.vendored],
+                        split=assembly.layout == "split",
+                    )
+                data = done.path.read_bytes()
+                finals.append(
+                    FinalWheel(
+                        platform=platform,
+                        distribution=wheel.distribution,
+                        layout=assembly.layout,
+                        path=done.path,
+                        size=size,
+                        limit=limit,
+                        tag=WheelName.parse(done.path.name).platform,
+                        rated=done.rated,
+                        repair_tool=done.tool,
+                        vendored=done.vendored,
+                        excluded=done.excluded,
+                        libraries=library_names(wheel.contents, matrix.project, package),
+                        manifests=tuple(lib.manifest for lib in wheel.libraries),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        cells=tuple(sorted(c.cell_id for c in group if any(lib.variant == c.variant for lib in wheel.libraries))),
+                        reason=assembly.reason,
+                    )
+                )
+        dist.mkdir(parents=True, exist_ok=True)
+        moved: list[FinalWheel] = []
+        for final in finals:
+            target = dist / final.path.name
+            shutil.move(final.path, target)
+            moved.append(_replace_path(final, target))
+        return moved
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_path(final: FinalWheel, path: Path) -> FinalWheel:
+    from dataclasses import replace
+
+    return replace(final, path=path)
+
+
+def _no_repair(spec: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(spec, repair="none")

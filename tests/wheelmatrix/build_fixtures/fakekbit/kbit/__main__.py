@@ -1,0 +1,5 @@
+import json
+
+from kbit import libraries
+
+print(json.dumps({"libraries": libraries()}))
