@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import sys
 import types
@@ -73,6 +74,18 @@ def toml_key(name: str) -> str:
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def version_ranges(versions: Sequence[CudaVersion]) -> str:
+    """Say a set of known CUDA versions compactly: "11.8 to 12.9" when they are contiguous."""
+    known = sorted(data.cuda_facts())
+    runs: list[list[CudaVersion]] = []
+    for v in versions:
+        if runs and known.index(v) == known.index(runs[-1][-1]) + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"{r[0]} to {r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def _quote(value: object) -> str:
@@ -144,21 +157,24 @@ class _Converter:
                 self.fail(path, f"{_quote(value)} is not allowed (expected {describe(tp)})", fix)
             return value
         if origin in (tuple, list):
-            if not isinstance(value, list):
-                self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})",
-                          f"write it as an array, e.g. {path[-1]} = [{_quote(value)}]" if not isinstance(value, dict) else None)  # fmt: skip
             inner = get_args(tp)[0]
+            if not isinstance(value, list):
+                item = value if inner is not int or not str(value).isdigit() else int(value)
+                example = f"{path[-1]} = [{_quote(item)}]" if not isinstance(value, dict) else f"{path[-1]} = [...]"
+                self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})",
+                          f"write it as an array, e.g. {example}")  # fmt: skip
             return tuple(self.convert(inner, v, [*path, i]) for i, v in enumerate(value))
         if origin in (dict, Mapping):
             if not isinstance(value, dict):
-                self.fail(path, f"expected a table, got {_toml_type(value)}")
+                self.fail(path, f"expected a table, got {_toml_type(value)}", f"write it as a [{key_path(path)}] table")
             inner = get_args(tp)[1]
             return {k: self.convert(inner, v, [*path, k]) for k, v in value.items()}
         ok = (tp is int and isinstance(value, int) and not isinstance(value, bool)) or (
             tp is not int and isinstance(value, tp)
         )
         if not ok:
-            self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})")
+            self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})",
+                      f"write {describe(tp)} there")  # fmt: skip
         return value
 
     def size(self, value: Any, path: list[str | int]) -> Size:
@@ -177,7 +193,8 @@ class _Converter:
 
     def table(self, cls: type[T], value: Any, path: list[str | int]) -> T:
         if not isinstance(value, dict):
-            self.fail(path, f"expected a table, got {_toml_type(value)} ({_quote(value)})")
+            self.fail(path, f"expected a table, got {_toml_type(value)} ({_quote(value)})",
+                      f"write it as a [{key_path(path)}] table")  # fmt: skip
         assert dataclasses.is_dataclass(cls)
         hints = get_type_hints(cls, include_extras=False)
         fields = {toml_key(f.name): f for f in dataclasses.fields(cls)}
@@ -192,7 +209,9 @@ class _Converter:
             if key in value:
                 kwargs[f.name] = self.convert(hints[f.name], value[key], [*path, key])
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                where = key_path(path) or "the top level"
+                if dataclasses.is_dataclass(hints[f.name]):
+                    self.fail([*path, key], "missing", f"add a [{key_path([*path, key])}] table")
+                where = f"[{key_path(path)}]" if path else "the top level"
                 self.fail([*path, key], "missing", f"add {key} = <{describe(hints[f.name])}> to {where}")
         return typing.cast(T, cls(**kwargs))
 
@@ -286,10 +305,13 @@ class _Resolver:
                 self.fail(["matrix", "platforms", i], f"{_quote(name)} is listed twice", "list each platform once")
             seen.add(name)
         for name in self.raw.platform:
+            if name not in facts:
+                hint = did_you_mean(name, facts)
+                self.fail(["platform", name], f"unknown platform {_quote(name)}",
+                          f"did you mean {_quote(hint)}?" if hint else f"use one of {', '.join(PLATFORMS)}")  # fmt: skip
             if name not in seen:
-                hint = did_you_mean(name, seen)
                 self.fail(["platform", name], "is not one of matrix.platforms",
-                          f"did you mean {_quote(hint)}?" if hint else f"add {_quote(name)} to matrix.platforms or remove this table")  # fmt: skip
+                          f"add {_quote(name)} to matrix.platforms or remove this table")  # fmt: skip
         out = []
         for name in names:
             f = facts[name]
@@ -332,9 +354,8 @@ class _Resolver:
         listed = {str(v) for v in versions}
         for text in self.raw.cuda:
             if text not in listed:
-                hint = did_you_mean(text, listed)
                 self.fail(["cuda", text], "is not one of matrix.cuda",
-                          f"did you mean {_quote(hint)}?" if hint else f"add {_quote(text)} to matrix.cuda or remove this table")  # fmt: skip
+                          f"add {_quote(text)} to matrix.cuda or remove this table")  # fmt: skip
         out = []
         for v in sorted(versions):
             table = self.raw.cuda.get(str(v))
@@ -361,9 +382,9 @@ class _Resolver:
                 self.fail([*base, kind, i], f"{prefix}_{arch} is listed twice", "list each arch once")
             seen.add(arch)
             if arch not in supported:
-                others = [str(k) for k, fv in sorted(data.cuda_facts().items()) if arch in fv.archs]
+                others = version_ranges([k for k, fv in sorted(data.cuda_facts().items()) if arch in fv.archs])
                 where = f"it targets {prefix}_{supported[0]} to {prefix}_{supported[-1]}"
-                fix = (f"remove {arch}, or build {prefix}_{arch} with CUDA {', '.join(others)}" if others
+                fix = (f"remove {arch}, or build {prefix}_{arch} with CUDA {others}" if others
                        else f"remove {arch}: no CUDA version wheelmatrix knows targets it")  # fmt: skip
                 self.fail([*base, kind, i], f"{prefix}_{arch} cannot be targeted by CUDA {v} ({where})", fix)
         if list(archs) != sorted(archs):
@@ -408,11 +429,15 @@ class _Resolver:
         p = self.raw.packaging
         for key, template, allowed in (("split-name", p.split_name, {"name", "major"}),
                                        ("extra-name", p.extra_name, {"major"})):  # fmt: skip
-            fields = set(re.findall(r"{(\w*)}", template))
-            if not fields <= allowed or "major" not in fields:
-                self.fail(["packaging", key], f"{_quote(template)} must use {{major}} and only "
-                          + ", ".join("{" + a + "}" for a in sorted(allowed)),
-                          f'e.g. "{settings.PackagingTable.split_name if key == "split-name" else "cu{major}"}"')  # fmt: skip
+            fields = set(re.findall(r"{([^{}]*)}", template))
+            example = "{name}-cu{major}" if key == "split-name" else "cu{major}"
+            usable = " and ".join("{" + a + "}" for a in sorted(allowed, reverse=True))
+            unknown = sorted(fields - allowed)
+            if unknown:
+                self.fail(["packaging", key], f"{{{unknown[0]}}} is not a placeholder", f'use {usable}, e.g. "{example}"')
+            if "major" not in fields:
+                self.fail(["packaging", key], f"{_quote(template)} lacks {{major}}: split names would collide",
+                          f'e.g. "{example}"')  # fmt: skip
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip
@@ -441,8 +466,9 @@ class _Resolver:
             if not r.platforms or not r.variants:
                 self.fail(["rules", i], "has an empty pattern list", 'use ["*"] to match everything')
             if not any(rule.matches(p, v) for p in names for v in variants):
-                self.fail(["rules", i], f"matches no cell (platforms {list(r.platforms)}, variants {list(r.variants)})",
-                          f"patterns apply to platforms {names} and variants {variants}")  # fmt: skip
+                self.fail(["rules", i], f"matches no cell (platforms {json.dumps(list(r.platforms))}, "
+                          f"variants {json.dumps(list(r.variants))})",
+                          f"patterns apply to platforms {json.dumps(names)} and variants {json.dumps(variants)}")  # fmt: skip
             if r.action == "exclude" and any(fnmatchcase("cpu", v) for v in r.variants):
                 self.fail(["rules", i, "variants"], "excludes the cpu variant: every wheel carries the CPU library",
                           'narrow variants to CUDA ones, e.g. ["cuda*"], or drop the platform from matrix.platforms')  # fmt: skip
