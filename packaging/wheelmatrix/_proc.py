@@ -85,7 +85,7 @@ def run(
     otherwise it is captured and returned.
     """
     args = [os.fspath(a) for a in argv]
-    args[0] = which(args[0], path=(env or os.environ).get("PATH"))
+    args[0] = which(args[0], path=(env or os.environ).get("PATH"), fix=fix)
     full_env = dict(os.environ if env is None else env)
     if extra_env:
         full_env.update(extra_env)

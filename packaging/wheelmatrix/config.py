@@ -1,0 +1,480 @@
+"""Stage 1: read ``matrix.toml``, validate it once, and resolve it into the frozen :class:`Matrix`.
+
+Two steps: a generic conversion of TOML into the raw tables of :mod:`wheelmatrix.settings`
+(unknown keys with did-you-mean, wrong types), then :func:`resolve`, which checks everything that
+needs facts (CUDA arch tables, platforms, rules) and builds :mod:`wheelmatrix.model` objects.
+Every problem is one :class:`MatrixError` naming the file, the key path, what is wrong and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+import sys
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from packaging.utils import canonicalize_name
+
+from wheelmatrix import data, settings
+from wheelmatrix.errors import MatrixError
+from wheelmatrix.model import (
+    PLATFORMS,
+    CudaSpec,
+    CudaVersion,
+    Matrix,
+    Packaging,
+    PlatformName,
+    PlatformSpec,
+    Project,
+    PublishStage,
+    RepairTool,
+    Rule,
+    Toolchain,
+)
+from wheelmatrix.settings import Size
+
+T = TypeVar("T")
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}  # fmt: skip
+_PY_VERSION = re.compile(r"^3\.(\d+)$")
+_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+def key_path(parts: Sequence[str | int]) -> str:
+    """Render a key path as TOML would: ``cuda."13.0".sass[2]``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if _BARE_KEY.match(part) else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+def toml_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def version_ranges(versions: Sequence[CudaVersion]) -> str:
+    """Say a set of known CUDA versions compactly: "11.8 to 12.9" when they are contiguous."""
+    known = sorted(data.cuda_facts())
+    runs: list[list[CudaVersion]] = []
+    for v in versions:
+        if runs and known.index(v) == known.index(runs[-1][-1]) + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"{r[0]} to {r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
+def _quote(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def describe(tp: Any) -> str:
+    """Say what a field expects, in TOML words."""
+    origin = get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if tp is Size:
+        return 'a size (bytes, or a string like "100 MiB")'
+    if origin is Literal:
+        return "one of " + ", ".join(_quote(a) for a in get_args(tp))
+    if origin in (tuple, list):
+        inner = describe(get_args(tp)[0])
+        return "an array of " + (inner[2:] + "s" if inner.startswith("a ") else inner[3:] + "s" if inner.startswith("an ") else inner)
+    if origin in (dict, Mapping):
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(a) for a in get_args(tp) if a is not type(None))
+    return str(tp)
+
+
+class _Converter:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: Sequence[str | int], problem: str, fix: str | None = None) -> typing.NoReturn:
+        raise MatrixError(self.file, key_path(path), problem, fix=fix)
+
+    def convert(self, tp: Any, value: Any, path: list[str | int]) -> Any:
+        origin = get_origin(tp)
+        if origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            return self.convert(args[0], value, path)
+        if dataclasses.is_dataclass(tp):
+            return self.table(typing.cast("type[Any]", tp), value, path)
+        if tp is Size:
+            return self.size(value, path)
+        if origin is Literal:
+            choices = get_args(tp)
+            if value not in choices:
+                hint = did_you_mean(value, choices) if isinstance(value, str) else None
+                fix = f"did you mean {_quote(hint)}?" if hint else "use " + describe(tp)
+                self.fail(path, f"{_quote(value)} is not allowed (expected {describe(tp)})", fix)
+            return value
+        if origin in (tuple, list):
+            inner = get_args(tp)[0]
+            if not isinstance(value, list):
+                item = value if inner is not int or not str(value).isdigit() else int(value)
+                example = f"{path[-1]} = [{_quote(item)}]" if not isinstance(value, dict) else f"{path[-1]} = [...]"
+                self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})",
+                          f"write it as an array, e.g. {example}")  # fmt: skip
+            return tuple(self.convert(inner, v, [*path, i]) for i, v in enumerate(value))
+        if origin in (dict, Mapping):
+            if not isinstance(value, dict):
+                self.fail(path, f"expected a table, got {_toml_type(value)}", f"write it as a [{key_path(path)}] table")
+            inner = get_args(tp)[1]
+            return {k: self.convert(inner, v, [*path, k]) for k, v in value.items()}
+        ok = (tp is int and isinstance(value, int) and not isinstance(value, bool)) or (
+            tp is not int and isinstance(value, tp)
+        )
+        if not ok:
+            self.fail(path, f"expected {describe(tp)}, got {_toml_type(value)} ({_quote(value)})",
+                      f"write {describe(tp)} there")  # fmt: skip
+        return value
+
+    def size(self, value: Any, path: list[str | int]) -> Size:
+        fix = 'write a number of bytes or a size like "100 MiB" (units: B, KB, MB, GB, KiB, MiB, GiB)'
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value <= 0:
+                self.fail(path, f"{value} is not a positive size", fix)
+            return Size(value)
+        if isinstance(value, str):
+            m = _SIZE.match(value)
+            if m:
+                number = float(m.group(1)) * _UNITS[m.group(2)]
+                if number >= 1:
+                    return Size(int(number))
+        self.fail(path, f"{_quote(value)} is not a size", fix)
+
+    def table(self, cls: type[T], value: Any, path: list[str | int]) -> T:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a table, got {_toml_type(value)} ({_quote(value)})",
+                      f"write it as a [{key_path(path)}] table")  # fmt: skip
+        assert dataclasses.is_dataclass(cls)
+        hints = get_type_hints(cls, include_extras=False)
+        fields = {toml_key(f.name): f for f in dataclasses.fields(cls)}
+        for key in value:
+            if key not in fields:
+                hint = did_you_mean(key, fields) or did_you_mean(key.replace("_", "-"), fields)
+                allowed = ", ".join(fields)
+                fix = f"did you mean {_quote(hint)}? (allowed: {allowed})" if hint else f"allowed keys: {allowed}"
+                self.fail([*path, key], "unknown key", fix)
+        kwargs: dict[str, Any] = {}
+        for key, f in fields.items():
+            if key in value:
+                kwargs[f.name] = self.convert(hints[f.name], value[key], [*path, key])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if dataclasses.is_dataclass(hints[f.name]):
+                    self.fail([*path, key], "missing", f"add a [{key_path([*path, key])}] table")
+                where = f"[{key_path(path)}]" if path else "the top level"
+                self.fail([*path, key], "missing", f"add {key} = <{describe(hints[f.name])}> to {where}")
+        return typing.cast(T, cls(**kwargs))
+
+
+def parse(text: str, file: str) -> settings.MatrixFile:
+    """TOML text -> raw tables (types and keys checked, nothing resolved)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MatrixError(file, "", f"not valid TOML: {exc}", fix="correct the TOML syntax at that line") from None
+    return _Converter(file).table(settings.MatrixFile, raw, [])
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Read, validate and resolve ``path`` (the one entry point of the config stage)."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise MatrixError(str(path), "", "not found", fix="run from the project root or pass --matrix PATH") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MatrixError(str(path), "", f"cannot be read: {exc}") from None
+    return resolve(parse(text, str(path)), path)
+
+
+def resolve(raw: settings.MatrixFile, path: Path) -> Matrix:
+    return _Resolver(raw, path).matrix()
+
+
+class _Resolver:
+    def __init__(self, raw: settings.MatrixFile, path: Path) -> None:
+        self.raw = raw
+        self.path = path
+        self.file = str(path)
+
+    def fail(self, parts: Sequence[str | int], problem: str, fix: str | None = None) -> typing.NoReturn:
+        raise MatrixError(self.file, key_path(parts), problem, fix=fix)
+
+    def matrix(self) -> Matrix:
+        project = self.project()
+        platforms = self.platforms()
+        cuda = self.cuda()
+        python = self.python()
+        packaging = self.packaging()
+        publish = self.publish()
+        rules = self.rules(platforms, cuda)
+        return Matrix(
+            path=self.path,
+            project=project,
+            platforms=platforms,
+            cuda=cuda,
+            python=python,
+            rules=rules,
+            packaging=packaging,
+            publish=publish,
+            toolchain_lock=self.path.parent / "toolchains.lock",
+        )
+
+    def project(self) -> Project:
+        p = self.raw.project
+        if not _NAME.match(p.name):
+            self.fail(["project", "name"], f"{_quote(p.name)} is not a valid distribution name",
+                      "use letters, digits, '.', '_' and '-' (PEP 508), e.g. \"kbit\"")  # fmt: skip
+        for key, value in (("import-package", p.import_package), ("library", p.library)):
+            if not value.isidentifier():
+                self.fail(["project", key], f"{_quote(value)} is not a Python identifier",
+                          "use letters, digits and '_' (not starting with a digit)")  # fmt: skip
+        if not p.library_dir or "/" in p.library_dir or "\\" in p.library_dir or p.library_dir.startswith("."):
+            self.fail(["project", "library-dir"], f"{_quote(p.library_dir)} is not a folder name",
+                      'use one folder name inside the package, e.g. "_lib"')  # fmt: skip
+        return Project(
+            name=p.name,
+            import_package=p.import_package,
+            library=p.library,
+            library_dir=p.library_dir,
+            source=(self.path.parent / p.source).resolve(),
+        )
+
+    def platforms(self) -> tuple[PlatformSpec, ...]:
+        facts = data.platform_facts()
+        names = self.raw.matrix.platforms
+        if not names:
+            self.fail(["matrix", "platforms"], "is empty: the release has no platform",
+                      f"list at least one of {', '.join(PLATFORMS)}")  # fmt: skip
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name not in facts:
+                hint = did_you_mean(name, facts)
+                fix = f"did you mean {_quote(hint)}?" if hint else f"use one of {', '.join(PLATFORMS)}"
+                self.fail(["matrix", "platforms", i], f"unknown platform {_quote(name)}", fix)
+            if name in seen:
+                self.fail(["matrix", "platforms", i], f"{_quote(name)} is listed twice", "list each platform once")
+            seen.add(name)
+        for name in self.raw.platform:
+            if name not in facts:
+                hint = did_you_mean(name, facts)
+                self.fail(["platform", name], f"unknown platform {_quote(name)}",
+                          f"did you mean {_quote(hint)}?" if hint else f"use one of {', '.join(PLATFORMS)}")  # fmt: skip
+            if name not in seen:
+                self.fail(["platform", name], "is not one of matrix.platforms",
+                          f"add {_quote(name)} to matrix.platforms or remove this table")  # fmt: skip
+        out = []
+        for name in names:
+            f = facts[name]
+            table = self.raw.platform.get(name, settings.PlatformTable())
+            policy = table.policy or f.default_policy
+            if policy not in f.policies:
+                self.fail(["platform", name, "policy"], f"{_quote(policy)} is not a wheel policy for {name}",
+                          f"use one of {', '.join(f.policies)}")  # fmt: skip
+            repair = table.repair or f.repair
+            out.append(
+                PlatformSpec(
+                    name=typing.cast(PlatformName, name),
+                    policy=policy,
+                    repair=typing.cast(RepairTool, repair),
+                    never_vendor=tuple(dict.fromkeys((*f.never_vendor, *table.never_vendor))),
+                    wheel_arch=f.wheel_arch,
+                    runner=f.runner,
+                    library_pattern=f.library,
+                    cuda_providers=f.cuda_providers,
+                )
+            )
+        return tuple(out)
+
+    def cuda(self) -> tuple[CudaSpec, ...]:
+        facts = data.cuda_facts()
+        sources = data.cuda_sources()
+        versions: list[CudaVersion] = []
+        for i, text in enumerate(self.raw.matrix.cuda):
+            try:
+                v = CudaVersion.parse(text)
+            except ValueError:
+                self.fail(["matrix", "cuda", i], f"{_quote(text)} is not a CUDA version", 'write MAJOR.MINOR, e.g. "12.4"')
+            if v not in facts:
+                known = ", ".join(str(k) for k in sorted(facts))
+                self.fail(["matrix", "cuda", i], f"CUDA {v} is not a version wheelmatrix knows",
+                          f"use one of {known} (or add its facts to wheelmatrix/data/cuda.toml)")  # fmt: skip
+            if v in versions:
+                self.fail(["matrix", "cuda", i], f"CUDA {v} is listed twice", "list each CUDA version once")
+            versions.append(v)
+        listed = {str(v) for v in versions}
+        for text in self.raw.cuda:
+            if text not in listed:
+                self.fail(["cuda", text], "is not one of matrix.cuda",
+                          f"add {_quote(text)} to matrix.cuda or remove this table")  # fmt: skip
+        out = []
+        for v in sorted(versions):
+            table = self.raw.cuda.get(str(v))
+            if table is None:
+                self.fail(["matrix", "cuda"], f"CUDA {v} has no [cuda.\"{v}\"] table",
+                          f'add [cuda."{v}"] with sass, ptx and toolchain')  # fmt: skip
+            f = facts[v]
+            base: list[str | int] = ["cuda", str(v)]
+            for kind, archs in (("sass", table.sass), ("ptx", table.ptx)):
+                self._archs(v, kind, archs, f.archs, base)
+            if not table.sass and not table.ptx:
+                self.fail([*base, "sass"], f"CUDA {v} declares no arch: a library with no code",
+                          "list at least one SASS or PTX arch")  # fmt: skip
+            out.append(CudaSpec(version=v, sass=table.sass, ptx=table.ptx,
+                                toolchain=self._toolchain(v, table.toolchain, sources[v], base), facts=f))  # fmt: skip
+        return tuple(out)
+
+    def _archs(self, v: CudaVersion, kind: str, archs: tuple[int, ...], supported: tuple[int, ...],
+               base: list[str | int]) -> None:  # fmt: skip
+        prefix = "sm" if kind == "sass" else "compute"
+        seen: set[int] = set()
+        for i, arch in enumerate(archs):
+            if arch in seen:
+                self.fail([*base, kind, i], f"{prefix}_{arch} is listed twice", "list each arch once")
+            seen.add(arch)
+            if arch not in supported:
+                others = version_ranges([k for k, fv in sorted(data.cuda_facts().items()) if arch in fv.archs])
+                where = f"it targets {prefix}_{supported[0]} to {prefix}_{supported[-1]}"
+                fix = (f"remove {arch}, or build {prefix}_{arch} with CUDA {others}" if others
+                       else f"remove {arch}: no CUDA version wheelmatrix knows targets it")  # fmt: skip
+                self.fail([*base, kind, i], f"{prefix}_{arch} cannot be targeted by CUDA {v} ({where})", fix)
+        if list(archs) != sorted(archs):
+            self.fail([*base, kind], "archs are not in ascending order", f"write them sorted: {sorted(archs)}")
+
+    def _toolchain(self, v: CudaVersion, t: settings.ToolchainTable, providers: tuple[str, ...],
+                   base: list[str | int]) -> Toolchain:  # fmt: skip
+        where = [*base, "toolchain"]
+        if t.source != "debian" and t.suite is not None:
+            self.fail([*where, "suite"], f'only applies to source = "debian" (this one is "{t.source}")', "remove suite")
+        if t.source != "system" and t.path is not None:
+            self.fail([*where, "path"], f'only applies to source = "system" (this one is "{t.source}")', "remove path")
+        can = ", ".join(providers) or "none: use source = \"system\""
+        if t.source == "pypi" and "pypi" not in providers:
+            self.fail([*where, "source"], f"PyPI has no nvcc for CUDA {v} (NVIDIA's cu11/cu12 wheels hold no nvcc)",
+                      f"registry sources for CUDA {v}: {can}")  # fmt: skip
+        if t.source == "debian":
+            if t.suite is None:
+                self.fail([*where, "suite"], 'missing: source = "debian" needs the suite that has this CUDA version',
+                          f"registry sources for CUDA {v}: {can}")  # fmt: skip
+            if f"debian:{t.suite}" not in providers:
+                self.fail([*where, "suite"], f"Debian {t.suite} (non-free) does not provide CUDA {v}",
+                          f"registry sources for CUDA {v}: {can}")  # fmt: skip
+        path = (self.path.parent / t.path) if t.path is not None else None
+        return Toolchain(source=t.source, suite=t.suite, path=path)
+
+    def python(self) -> tuple[str, ...]:
+        versions = self.raw.matrix.python
+        if not versions:
+            self.fail(["matrix", "python"], "is empty: installs would be tested on no Python",
+                      'list the Python versions to test installs on, e.g. ["3.12"]')  # fmt: skip
+        for i, text in enumerate(versions):
+            m = _PY_VERSION.match(text)
+            if not m or int(m.group(1)) < 8:
+                self.fail(["matrix", "python", i], f"{_quote(text)} is not a supported Python version",
+                          'write 3.MINOR with MINOR >= 8, e.g. "3.12"')  # fmt: skip
+            if text in versions[:i]:
+                self.fail(["matrix", "python", i], f"{_quote(text)} is listed twice", "list each version once")
+        return versions
+
+    def packaging(self) -> Packaging:
+        p = self.raw.packaging
+        for key, template, allowed in (("split-name", p.split_name, {"name", "major"}),
+                                       ("extra-name", p.extra_name, {"major"})):  # fmt: skip
+            fields = set(re.findall(r"{([^{}]*)}", template))
+            example = "{name}-cu{major}" if key == "split-name" else "cu{major}"
+            usable = " and ".join("{" + a + "}" for a in sorted(allowed, reverse=True))
+            unknown = sorted(fields - allowed)
+            if unknown:
+                self.fail(["packaging", key], f"{{{unknown[0]}}} is not a placeholder", f'use {usable}, e.g. "{example}"')
+            if "major" not in fields:
+                self.fail(["packaging", key], f"{_quote(template)} lacks {{major}}: split names would collide",
+                          f'e.g. "{example}"')  # fmt: skip
+        if p.max_file_size > p.project_quota:
+            self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
+                      "lower max-file-size or raise project-quota")  # fmt: skip
+        return Packaging(int(p.max_file_size), int(p.project_quota), p.split, p.split_name, p.extra_name)
+
+    def publish(self) -> tuple[PublishStage, ...]:
+        names: set[str] = set()
+        for i, stage in enumerate(self.raw.publish):
+            if stage.name in names:
+                self.fail(["publish", i, "name"], f"stage {_quote(stage.name)} is declared twice", "give each stage its own name")
+            names.add(stage.name)
+            for key, url in (("repository-url", stage.repository_url), ("index-url", stage.index_url)):
+                if not re.match(r"^https?://[^\s/]+", url):
+                    self.fail(["publish", i, key], f"{_quote(url)} is not an http(s) URL",
+                              'e.g. "https://test.pypi.org/legacy/"')  # fmt: skip
+        if not self.raw.publish:
+            self.fail(["publish"], "is empty: nothing would be published", "remove it to get testpypi then pypi")
+        return tuple(PublishStage(s.name, s.repository_url, s.index_url) for s in self.raw.publish)
+
+    def rules(self, platforms: tuple[PlatformSpec, ...], cuda: tuple[CudaSpec, ...]) -> tuple[Rule, ...]:
+        names = [p.name for p in platforms]
+        variants = ["cpu", *(c.variant for c in cuda)]
+        out = []
+        for i, r in enumerate(self.raw.rules):
+            rule = Rule(action=r.action, platforms=r.platforms, variants=r.variants, reason=r.reason, index=i)
+            if not r.platforms or not r.variants:
+                self.fail(["rules", i], "has an empty pattern list", 'use ["*"] to match everything')
+            if not any(rule.matches(p, v) for p in names for v in variants):
+                self.fail(["rules", i], f"matches no cell (platforms {json.dumps(list(r.platforms))}, "
+                          f"variants {json.dumps(list(r.variants))})",
+                          f"patterns apply to platforms {json.dumps(names)} and variants {json.dumps(variants)}")  # fmt: skip
+            if r.action == "exclude" and any(fnmatchcase("cpu", v) for v in r.variants):
+                self.fail(["rules", i, "variants"], "excludes the cpu variant: every wheel carries the CPU library",
+                          'narrow variants to CUDA ones, e.g. ["cuda*"], or drop the platform from matrix.platforms')  # fmt: skip
+            out.append(rule)
+        return tuple(out)
+
+
+def canonical_name(name: str) -> str:
+    return canonicalize_name(name)

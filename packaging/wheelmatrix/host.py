@@ -1,0 +1,45 @@
+"""What this build host is and has (probed on demand, never at import time)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from wheelmatrix import data
+from wheelmatrix.model import Matrix
+from wheelmatrix.plan import Host
+
+MINGW_CXX = "x86_64-w64-mingw32-g++"
+
+
+def host_platform() -> str:
+    system, machine = platform.system(), platform.machine()
+    for name, facts in data.platform_facts().items():
+        if facts.host == (system, machine) or (system, machine.lower()) == (facts.host[0], facts.host[1].lower()):
+            return name
+    return f"{system.lower()}-{machine.lower()}"
+
+
+def system_cuda_root(path: Path | None) -> Path | None:
+    """The CUDA root a ``system`` toolchain names, or $CUDA_HOME; None when unset."""
+    if path is not None:
+        return path
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    return Path(home) if home else None
+
+
+def detect(matrix: Matrix) -> Host:
+    found: list[tuple[str, str]] = []
+    for spec in matrix.cuda:
+        if spec.toolchain.source == "system":
+            root = system_cuda_root(spec.toolchain.path)
+            if root is not None and (root / "bin" / "nvcc").exists():
+                found.append((str(spec.version), str(root)))
+    return Host(
+        platform=host_platform(),
+        has_c_compiler=any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+        has_mingw=shutil.which(MINGW_CXX) is not None,
+        system_cuda=tuple(found),
+    )
