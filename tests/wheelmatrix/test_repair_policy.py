@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import (
     HERE,
     fresh_venv,
@@ -18,6 +21,11 @@ from build_fixtures.cellwheels import (
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.repair import PolicyViolation, rate
 from wheelmatrix.build.wheelfile import read_wheel, write_wheel
+
+
+def _names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        return zf.namelist()
 
 
 def test_rated_newer_than_policy_fails_naming_the_symbols(tmp_path: Path) -> None:
@@ -90,7 +98,7 @@ def test_driver_is_never_vendored_but_other_dependencies_are(tmp_path: Path, mon
     cpu = make_cell_wheel(tmp_path / "c", "cpu")
     cell = CellWheel("linux-x86_64-cuda124", "linux-x86_64", "cuda124", wheel)
     (final,) = assemble_all(make_matrix(tmp_path), [cpu, replace(cell)], tmp_path / "dist")
-    names = zipfile.ZipFile(final.path).namelist()
+    names = _names(final.path)
     vendored = [n for n in names if n.startswith("kbit.libs/")]
     assert any("libhelper" in n for n in vendored), names
     assert not any("libcuda" in n for n in names if not n.startswith("kbit/_lib/libkbit_cuda")), names
@@ -105,7 +113,7 @@ def test_declared_dependency_library_is_excluded(tmp_path: Path, monkeypatch: py
     cpu = make_cell_wheel(tmp_path / "c", "cpu")
     cell = CellWheel("linux-x86_64-cuda124", "linux-x86_64", "cuda124", wheel)
     (final,) = assemble_all(make_matrix(tmp_path), [cpu, cell], tmp_path / "dist", exclude=["libcudart.so.12"])
-    assert not [n for n in zipfile.ZipFile(final.path).namelist() if n.startswith("kbit.libs/")]
+    assert not [n for n in _names(final.path) if n.startswith("kbit.libs/")]
     assert "libcudart.so.12" in final.excluded and "libcuda.so*" in final.excluded
     # the control: without the exclusion auditwheel vendors it
     (vendoring,) = assemble_all(make_matrix(tmp_path), [cpu, cell], tmp_path / "dist2")
@@ -118,7 +126,7 @@ def test_windows_wheel_is_repaired_by_delvewheel(tmp_path: Path) -> None:
     (final,) = assemble_all(make_matrix(tmp_path), cells, tmp_path / "dist")
     assert final.path.name == "kbit-0.1.0-py3-none-win_amd64.whl"
     assert final.repair_tool == "delvewheel"
-    names = zipfile.ZipFile(final.path).namelist()
+    names = _names(final.path)
     assert any(n.startswith("kbit.libs/libwinpthread-1") for n in names), names
     assert "kbit/_lib/libkbit_cpu.dll" in names
     read_wheel(final.path)  # RECORD consistent after our normalisation
