@@ -7,7 +7,7 @@ The build stage calls :func:`provide` with a :class:`~wheelmatrix.model.CudaSpec
 
 from wheelmatrix.toolchains.base import InstalledToolchain, LockedFile, LockEntry, Source
 from wheelmatrix.toolchains.cache import Cache
-from wheelmatrix.toolchains.manager import Status, lock, lock_path_of, prune, provide, select, status
+from wheelmatrix.toolchains.manager import Status, get_source, lock, lock_path_of, provide, prune, select, status
 from wheelmatrix.toolchains.progress import Reporter
 from wheelmatrix.toolchains.verify import VerificationFailed
 
@@ -20,6 +20,7 @@ __all__ = [
     "Source",
     "Status",
     "VerificationFailed",
+    "get_source",
     "lock",
     "lock_path_of",
     "provide",

@@ -16,9 +16,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+from platformdirs import user_cache_dir
 
 from wheelmatrix.errors import ToolchainError
 
@@ -31,8 +34,6 @@ def cache_root() -> Path:
     override = os.environ.get("WHEELMATRIX_CACHE_DIR")
     if override:
         return Path(override).expanduser().resolve()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("wheelmatrix", appauthor=False))
 
 
@@ -101,8 +102,6 @@ class Cache:
     @contextmanager
     def locked(self, source: str, version: str) -> Iterator[None]:
         """Hold the lock of one toolchain: concurrent installs of it wait for each other."""
-        from filelock import FileLock, Timeout
-
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(locks / f"{self.key(source, version)}.lock"), timeout=LOCK_TIMEOUT)
@@ -129,7 +128,7 @@ class Cache:
 
     def clean_stale_staging(self) -> list[Path]:
         """Remove staging folders left by processes that died (killed mid-install)."""
-        removed = []
+        removed: list[Path] = []
         if not self.staging_root.is_dir():
             return removed
         for child in self.staging_root.iterdir():
@@ -147,7 +146,7 @@ class Cache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         if entry.exists():  # a broken leftover without metadata (cannot happen via commit)
             shutil.rmtree(entry)
-        os.rename(staging, entry)
+        staging.rename(entry)
 
     def read_entry(self, path: Path) -> EntryRecord | None:
         try:
@@ -172,17 +171,15 @@ class Cache:
 def write_meta(folder: Path, meta: dict[str, object]) -> None:
     tmp = folder / f".{META}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / META)
+    tmp.replace(folder / META)
 
 
 def tree_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
+            with suppress(OSError):
+                total += (Path(dirpath) / name).lstat().st_size
     return total
 
 

@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
@@ -174,7 +175,7 @@ class SuiteIndex:
     def describe(self) -> str:
         release = self.load_release()
         sig = "signature checked" if release.signed else "signature NOT checked"
-        return f"{self.suite} ({release.date}; {sig})"
+        return f"InRelease of {release.date}, {sig}"
 
 
 # --- .deb files: an ar archive with a data.tar.* member ---------------------------------------
@@ -218,7 +219,8 @@ def deb_data_tar(fh: BinaryIO) -> tarfile.TarFile:
     """Open the ``data.tar.*`` member of a .deb as a streaming tar."""
     for name, size in ar_members(fh):
         if name.startswith("data.tar"):
-            return tarfile.open(fileobj=_Limited(fh, size), mode="r|*")  # type: ignore[call-overload]
+            tar: tarfile.TarFile = tarfile.open(fileobj=_Limited(fh, size), mode="r|*")  # type: ignore[call-overload]  # noqa: SIM115 - the caller closes it
+            return tar
     raise ToolchainError("a .deb file has no data.tar member")
 
 
@@ -229,8 +231,6 @@ class KeepRule:
     files: tuple[str, ...]  # fnmatch patterns over the rest of the path
 
     def map(self, path: str) -> str | None:
-        from fnmatch import fnmatchcase
-
         if not path.startswith(self.src):
             return None
         rest = path[len(self.src) :]
@@ -261,16 +261,17 @@ def unpack_deb(deb: Path, dest: Path, rules: tuple[KeepRule, ...]) -> int:
                 target.unlink()
             if member.issym():
                 link = member.linkname
-                if os.path.isabs(link) or not _safe_rel(os.path.normpath(os.path.join(os.path.dirname(target_rel), link))):
+                resolved = os.path.normpath(str(Path(target_rel).parent / link))
+                if Path(link).is_absolute() or not _safe_rel(resolved):
                     continue  # points outside the kept tree (e.g. /etc/nvcc.profile): dropped
-                os.symlink(link, target)
+                target.symlink_to(link)
             elif member.isfile():
                 src = tar.extractfile(member)
                 if src is None:
                     continue
                 with target.open("wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-                os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+                target.chmod(0o755 if member.mode & 0o111 else 0o644)
             else:
                 continue
             kept += 1

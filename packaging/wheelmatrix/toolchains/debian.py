@@ -33,12 +33,20 @@ PTXAS_FLAGS     +=
 """
 
 # nvcc reads nvcc.profile from the folder of argv[0]; the real binary is bin/nvcc.real and
-# bin/nvcc runs it, choosing the private host compiler unless the caller chose one.
+# bin/nvcc runs it. With a private host compiler, the launcher passes it as -ccbin unless the
+# caller names one (-ccbin, --compiler-bindir, or NVCC_CCBIN, which nvcc 11.8 itself ignores).
 LAUNCHER = """\
 #!/bin/sh
 # Written by wheelmatrix: runs the relocated nvcc{ccbin_note}.
 here=$(dirname "$(readlink -f "$0")")
-{ccbin}exec "$here/nvcc.real" "$@"
+{body}"""
+PLAIN = """exec "$here/nvcc.real" "$@"
+"""
+CCBIN = """\
+for arg in "$@"; do
+  case "$arg" in -ccbin|-ccbin=*|--compiler-bindir|--compiler-bindir=*) exec "$here/nvcc.real" "$@";; esac
+done
+exec "$here/nvcc.real" -ccbin "${{NVCC_CCBIN:-$here/{rel}}}" "$@"
 """
 
 
@@ -82,7 +90,7 @@ class DebianSource:
             "keep-gcc": data.table()["debian"]["keep-gcc"] if gcc else None,
             "host-gcc": data.table()["debian"]["host-gcc"].get(gcc) if gcc else None,
             "profile": NVCC_PROFILE,
-            "launcher": LAUNCHER,
+            "launcher": LAUNCHER + PLAIN + CCBIN,
         }
 
     def resolve(self, spec: CudaSpec) -> LockEntry:
@@ -112,7 +120,15 @@ class DebianSource:
                             fix="check the suite named in matrix.toml, or the package list in data/toolchains.toml",
                         )
                     files.append(
-                        LockedFile(pkg.name, pkg.version, os.path.basename(pkg.filename), pkg.filename, pkg.sha256, pkg.size, role)
+                        LockedFile(
+                            pkg.name,
+                            pkg.version,
+                            pkg.filename.rsplit("/", 1)[-1],
+                            pkg.filename,
+                            pkg.sha256,
+                            pkg.size,
+                            role,
+                        )
                     )
 
         take(suite, cfg["packages"], "cuda")
@@ -153,10 +169,10 @@ class DebianSource:
         real = bin_dir / "nvcc"
         if not real.is_file():
             raise ToolchainError(f"the Debian packages of CUDA {spec.version} held no nvcc (is the keep list right?)")
-        os.replace(real, bin_dir / "nvcc.real")
+        real.replace(bin_dir / "nvcc.real")
         (bin_dir / "nvcc.profile").write_text(NVCC_PROFILE)
         host_cxx: str | None = None
-        ccbin = ""
+        body = PLAIN
         note = ""
         gcc = cfg.get("host-gcc")
         if gcc:
@@ -164,10 +180,10 @@ class DebianSource:
             self._fix_gcc(staging / "gcc", gcfg)
             host_cxx = f"gcc/{gcfg['cxx']}"
             rel = os.path.relpath(staging / host_cxx, bin_dir)
-            ccbin = f': "${{NVCC_CCBIN:=$here/{rel}}}"\nexport NVCC_CCBIN\n'
+            body = CCBIN.format(rel=rel)
             note = f" with g++-{gcc} as host compiler unless -ccbin or NVCC_CCBIN says otherwise"
         launcher = bin_dir / "nvcc"
-        launcher.write_text(LAUNCHER.format(ccbin=ccbin, ccbin_note=note))
+        launcher.write_text(LAUNCHER.format(body=body, ccbin_note=note))
         launcher.chmod(0o755)
         # FindCUDAToolkit wants libcudart.so even when linking the static runtime
         lib = root / "lib64"
@@ -175,7 +191,7 @@ class DebianSource:
             versioned = sorted(p.name for p in lib.glob("libcudart.so.*"))
             if versioned:
                 (lib / "libcudart.so").unlink(missing_ok=True)
-                os.symlink(versioned[0], lib / "libcudart.so")
+                (lib / "libcudart.so").symlink_to(versioned[0])
         env = {"NVCC_CCBIN": "{entry}/" + host_cxx} if host_cxx else {}
         return Assembled(root="cuda", nvcc="bin/nvcc", host_cxx=host_cxx, env=env)
 
@@ -194,4 +210,4 @@ class DebianSource:
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
-        os.symlink(system, link)
+        link.symlink_to(system)

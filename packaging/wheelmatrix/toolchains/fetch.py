@@ -37,11 +37,17 @@ def is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def _request(url: str) -> urllib.request.Request:
+    if not url.startswith(("https://", "http://")):
+        raise DownloadError(f"refusing to fetch {url!r}: only http(s) URLs are fetched")
+    return urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 - scheme checked above
+
+
 def fetch_bytes(url: str, *, what: str) -> bytes:
     """Fetch a small file (an index) into memory."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = _request(url)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - http(s) only (_request)
             data: bytes = response.read()
             return data
     except urllib.error.HTTPError as exc:
@@ -59,13 +65,14 @@ def download(url: str, dest: Path, *, sha256: str, size: int, reporter: Reporter
     if dest.is_file() and dest.stat().st_size == size and file_sha256(dest) == sha256:
         return 0
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(dest)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
     received = 0
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = _request(url)
     try:
         with (
-            urllib.request.urlopen(request, timeout=TIMEOUT) as response,
+            urllib.request.urlopen(request, timeout=TIMEOUT) as response,  # noqa: S310 - http(s) only (_request)
             part.open("wb") as out,
             reporter.task(label, size) as task,
         ):
@@ -103,16 +110,34 @@ def download(url: str, dest: Path, *, sha256: str, size: int, reporter: Reporter
     got = digest.hexdigest()
     if received != size or got != sha256:
         part.unlink(missing_ok=True)
-        problem = (
-            f"{received} bytes instead of {size}" if received != size else f"SHA256 {got} instead of {sha256}"
-        )
+        problem = f"{received} bytes instead of {size}" if received != size else f"SHA256 {got} instead of {sha256}"
         raise DownloadError(
             f"{label} from {url} does not match its pinned hash: {problem}; the file was discarded",
             fix="if the mirror serves a truncated or tampered file, try again later or another mirror; "
             "if the lock is stale, refresh it with `wheelmatrix toolchain lock`",
         )
-    os.replace(part, dest)
+    part.replace(dest)
     return received
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Delete temporary names left by downloads whose process died (killed mid-transfer)."""
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        pid = part.name[len(dest.name) + 2 : -len(".part")]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def file_sha256(path: Path) -> str:

@@ -45,6 +45,10 @@ def lock_path_of(matrix: Matrix) -> Path:
     return path if path.is_absolute() else matrix.path.parent / path
 
 
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, (int, str)) else 0
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -93,8 +97,7 @@ def _installed(record: EntryRecord, spec: CudaSpec) -> InstalledToolchain:
     root = record.path / str(meta["root"])
     nvcc = root / str(meta["nvcc"])
     host = record.path / str(meta["host_cxx"]) if meta.get("host_cxx") else None
-    env_meta = meta.get("env") or {}
-    env = {k: str(v).replace("{entry}", str(record.path)) for k, v in dict(env_meta).items()}  # type: ignore[call-overload]
+    env = _env_of(meta, record.path)
     env.update({"CUDA_HOME": str(root), "CUDACXX": str(nvcc)})
     return InstalledToolchain(
         version=spec.version,
@@ -104,7 +107,7 @@ def _installed(record: EntryRecord, spec: CudaSpec) -> InstalledToolchain:
         host_cxx=host,
         nvcc_version=str(meta.get("nvcc_version", "")),
         identity=record.identity,
-        size=int(meta.get("size", 0)),  # type: ignore[call-overload]
+        size=_int(meta.get("size", 0)),
         verified=_verified_for(record, spec),
         env_items=tuple(sorted(env.items())),
     )
@@ -169,7 +172,9 @@ def provide(
     with cache.locked(kind, version):
         record = cache.read_entry(path)
         if record is None:
-            record = _install(spec, source, entry, identity, path, cache, offline=offline, reporter=reporter)
+            record = _install(
+                spec, source, entry=entry, identity=identity, path=path, cache=cache, offline=offline, reporter=reporter
+            )
         elif reverify or not _verified_for(record, spec):
             record = _reverify(record, spec, reporter)
     return _installed(record, spec)
@@ -178,11 +183,11 @@ def provide(
 def _install(
     spec: CudaSpec,
     source: Source,
+    *,
     entry: LockEntry,
     identity: str,
     path: Path,
     cache: Cache,
-    *,
     offline: bool,
     reporter: Reporter,
 ) -> EntryRecord:
@@ -220,7 +225,7 @@ def _install(
         raise ToolchainError(f"the cache entry {path} vanished after it was written")
     elapsed = time.monotonic() - start
     reporter.info(
-        f"CUDA {version} from {entry.origin}: nvcc {result.nvcc_version}, {human_size(int(meta['size']))} "  # type: ignore[call-overload]
+        f"CUDA {version} from {entry.origin}: nvcc {result.nvcc_version}, {human_size(_int(meta['size']))} "
         f"on disk, {human_size(fetched)} downloaded, {elapsed:.1f} s, verified ({_archs(result)})"
     )
     return record
@@ -241,7 +246,9 @@ def _reverify(record: EntryRecord, spec: CudaSpec, reporter: Reporter) -> EntryR
         write_meta(record.path, meta)
         raise
     meta.pop("failed", None)
-    others = [v for v in record.verifications if not (v.get("sass") == list(result.sass) and v.get("ptx") == list(result.ptx))]
+    others = [
+        v for v in record.verifications if not (v.get("sass") == list(result.sass) and v.get("ptx") == list(result.ptx))
+    ]
     meta["verifications"] = [*others, {**result.to_json(), "at": _now()}]
     write_meta(record.path, meta)
     reporter.info(f"CUDA {spec.version} ({record.path.name}): verified ({_archs(result)})")
@@ -279,10 +286,10 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
         records.mkdir(parents=True, exist_ok=True)
         tmp = records / f".{record_path.name}.{os.getpid()}"
         tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, record_path)
+        tmp.replace(record_path)
         reporter.info(
             f"CUDA {spec.version} from {spec.toolchain.describe()} ({root}): nvcc {result.nvcc_version}, "
-            f"{human_size(int(state['size']))} on disk, {time.monotonic() - start:.1f} s, verified ({_archs(result)})"  # type: ignore[call-overload]
+            f"{human_size(_int(state['size']))} on disk, {time.monotonic() - start:.1f} s, verified ({_archs(result)})"
         )
     return InstalledToolchain(
         version=spec.version,
@@ -292,7 +299,7 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
         host_cxx=None,
         nvcc_version=str(state["nvcc_version"]),
         identity=identity,
-        size=int(state["size"]),  # type: ignore[call-overload]
+        size=_int(state["size"]),
         verified=True,
         env_items=(("CUDACXX", str(nvcc)), ("CUDA_HOME", str(root))),
     )
@@ -339,7 +346,9 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
             root = system_root(spec)
             if reason is None and root is not None:
                 st = (root / "bin" / "nvcc").stat()
-                key = json.dumps([str((root / "bin" / "nvcc").resolve()), st.st_size, st.st_mtime_ns, str(spec.version)])
+                key = json.dumps(
+                    [str((root / "bin" / "nvcc").resolve()), st.st_size, st.st_mtime_ns, str(spec.version)]
+                )
                 rec = cache.root / "system" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
                 try:
                     state = json.loads(rec.read_text())
@@ -352,10 +361,20 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
                     pass
             out.append(
                 Status(
-                    str(spec.version), spec.toolchain.describe(), True, reason is None, reason, True,
-                    record_ok, record_ok, str(root / "bin" / "nvcc") if root and reason is None else None,
-                    nvcc_version, None, None, None,
-                )  # fmt: skip
+                    str(spec.version),
+                    spec.toolchain.describe(),
+                    True,
+                    reason is None,
+                    reason,
+                    True,
+                    record_ok,
+                    record_ok,
+                    str(root / "bin" / "nvcc") if root and reason is None else None,
+                    nvcc_version,
+                    None,
+                    None,
+                    None,
+                )
             )
             continue
         record = None
@@ -387,10 +406,20 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
             continue
         out.append(
             Status(
-                record.version, str(record.meta.get("origin", record.source)), False, True, None, False, True,
-                bool(record.verifications) and not record.failed, None,
-                str(record.meta.get("nvcc_version")), int(record.meta.get("size", 0)), None, str(record.path),  # type: ignore[call-overload]
-            )  # fmt: skip
+                record.version,
+                str(record.meta.get("origin", record.source)),
+                False,
+                True,
+                None,
+                False,
+                True,
+                bool(record.verifications) and not record.failed,
+                None,
+                str(record.meta.get("nvcc_version")),
+                _int(record.meta.get("size", 0)),
+                None,
+                str(record.path),
+            )
         )
     return out
 
@@ -451,7 +480,9 @@ def prune(matrix: Matrix | None, *, cache: Cache | None = None, everything: bool
             if entry is None or spec.toolchain.source == "system":
                 continue
             source = get_source(spec.toolchain.source)
-            keep_entries.add(cache.entry_path(spec.toolchain.source, str(spec.version), identity_of(entry, source.recipe(spec))))
+            keep_entries.add(
+                cache.entry_path(spec.toolchain.source, str(spec.version), identity_of(entry, source.recipe(spec)))
+            )
             keep_downloads.update(f.sha256 for f in entry.files)
     removed: list[tuple[Path, int]] = []
     for folder in cache.clean_stale_staging():

@@ -11,6 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
 log = logging.getLogger("wheelmatrix")
 
 
@@ -40,17 +51,7 @@ class Reporter:
         if not self.enabled:
             yield _NullTask()
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        columns = [TextColumn("{task.description}"), BarColumn()]
+        columns: list[ProgressColumn] = [TextColumn("{task.description}"), BarColumn()]
         if unit == "bytes":
             columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
         else:

@@ -98,7 +98,7 @@ class PypiSource:
         links.mkdir()
         requirements = []
         for locked, path in files:
-            os.symlink(path, links / locked.filename)
+            (links / locked.filename).symlink_to(path)
             requirements.append(f"{locked.name}=={locked.version} --hash=sha256:{locked.sha256}")
         req = staging / ".requirements.txt"
         req.write_text("\n".join(requirements) + "\n")
@@ -139,8 +139,8 @@ class PypiSource:
                 profile.write_text(fixed)
         lib = root / "lib"
         if lib.is_dir() and not (root / "lib64").exists():
-            os.symlink("lib", root / "lib64")  # CMake and older build scripts look in lib64
+            (root / "lib64").symlink_to("lib")  # CMake and older build scripts look in lib64
         if lib.is_dir() and not (lib / "libcudart.so").exists():
             versioned = sorted(p.name for p in lib.glob("libcudart.so.*"))
             if versioned:
-                os.symlink(versioned[0], lib / "libcudart.so")
+                (lib / "libcudart.so").symlink_to(versioned[0])

@@ -110,5 +110,7 @@ def verify(spec: CudaSpec, nvcc: Path, env: Mapping[str, str]) -> Verification:
         lib = work / "libwmprobe.so"
         blob = lib.read_bytes() if lib.is_file() else b""
         if b".nv_fatbin" not in blob:
-            raise VerificationFailed(version, "link probe into a shared library", "the library has no .nv_fatbin section")
+            raise VerificationFailed(
+                version, "link probe into a shared library", "the library has no .nv_fatbin section"
+            )
         return Verification(found[1], sass, ptx, len(blob))

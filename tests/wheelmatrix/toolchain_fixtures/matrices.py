@@ -15,9 +15,9 @@ else:  # pragma: no cover
 # The archs the release declares per CUDA version (kbit's matrix): lowest and highest SASS and
 # the PTX arch are what the probe compiles.
 ARCHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "11.8": ((70, 75, 80, 86, 89, 90), (90,)),
-    "12.4": ((70, 75, 80, 86, 89, 90), (90,)),
-    "12.8": ((75, 80, 86, 89, 90, 100, 120), (120,)),
+    "11.8": ((50, 60, 70, 75, 80, 86, 89, 90), (90,)),
+    "12.4": ((50, 60, 70, 75, 80, 86, 89, 90), (90,)),
+    "12.8": ((70, 75, 80, 86, 89, 90, 100, 120), (120,)),
     "13.0": ((75, 80, 86, 89, 90, 100, 120), (120,)),
     "13.2": ((75, 80, 86, 89, 90, 100, 120), (120,)),
 }
@@ -28,7 +28,7 @@ def facts(version: str) -> CudaFacts:
 
     data = tomllib.loads(resources.files("wheelmatrix").joinpath("data/cuda.toml").read_text())
     v = data["versions"][version]
-    major = data["majors"][version.split(".")[0]]
+    major = data["majors"][version.split(".", maxsplit=1)[0]]
     return CudaFacts(
         archs=tuple(v["archs"]),
         host_gcc_max=v["host-gcc-max"],
@@ -42,7 +42,9 @@ def facts(version: str) -> CudaFacts:
     )
 
 
-def spec(version: str, toolchain: Toolchain, *, sass: tuple[int, ...] | None = None, ptx: tuple[int, ...] | None = None) -> CudaSpec:
+def spec(
+    version: str, toolchain: Toolchain, *, sass: tuple[int, ...] | None = None, ptx: tuple[int, ...] | None = None
+) -> CudaSpec:
     default_sass, default_ptx = ARCHS.get(version, ((75,), (75,)))
     return CudaSpec(
         version=CudaVersion.parse(version),
