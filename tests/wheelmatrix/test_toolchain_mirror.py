@@ -8,13 +8,14 @@ up to verification is the real code path; the stand-in nvcc then fails the probe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,54 @@ def test_list_and_prune(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> 
     assert removed == [stray]  # the locked downloads stay
     removed = [p for p, _ in prune(None, cache=cache, everything=True)]
     assert len(removed) == 6
+
+
+# --- the `wheelmatrix toolchain` verb, end to end through the CLI's error boundary -------------
+
+
+@pytest.fixture
+def cli(test_matrix: Matrix, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str, str]]:
+    from wheelmatrix import cli as cli_mod
+    from wheelmatrix.commands import toolchain as command
+
+    # matrix.toml parsing is the config stage's: hand the verb the matrix built in code
+    monkeypatch.setattr(command, "_load_matrix", lambda path: test_matrix)
+    monkeypatch.setattr(cli_mod, "COMMANDS", {"toolchain": "wheelmatrix.commands.toolchain"})
+
+    def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+        code = cli_mod.main(["toolchain", "--matrix", str(test_matrix.path), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_cli_lock_list_json(
+    mirror: Mirror, cli: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli("lock", capsys=capsys)
+    assert code == 0 and out.startswith("wrote ")
+    code, out, _ = cli("list", "--format", "json", capsys=capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["schema_version"] == 1
+    (row,) = doc["toolchains"]
+    assert row["version"] == "12.4" and row["source"] == "debian:wmtest"
+    assert (row["locked"], row["cached"], row["verified"], row["available"]) == (True, False, False, True)
+
+
+def test_cli_errors_exit_4_with_one_message(
+    mirror: Mirror, cli: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli("install", "9.9", capsys=capsys)
+    assert code == 4 and "CUDA '9.9' is not declared" in err and "Traceback" not in err
+    code, _, err = cli("install", "--offline", capsys=capsys)
+    assert code == 4 and "offline:" in err and "fix:" in err
+    code, _, err = cli("path", "12.4", capsys=capsys)
+    assert code == 4 and "offline:" in err  # path installs nothing
+    cli("lock", capsys=capsys)
+    code, _, err = cli("install", capsys=capsys)
+    assert code == 4 and "failed verification at step 'compile probe kernel" in err
+    assert "fake-nvcc: error" in err and "Traceback" not in err
+    code, out, _ = cli("prune", "--all", capsys=capsys)
+    assert code == 0 and "pruned 6 items" in out

@@ -122,7 +122,9 @@ def test_debian_12_4(cuda124: InstalledToolchain, real_cache: Cache, tmp_path: P
     assert cuda124.size < 400 << 20
 
 
-def test_debian_11_8_uses_its_own_g_plus_plus_11(cuda118: InstalledToolchain, real_cache: Cache, tmp_path: Path) -> None:
+def test_debian_11_8_uses_its_own_g_plus_plus_11(
+    cuda118: InstalledToolchain, real_cache: Cache, tmp_path: Path
+) -> None:
     assert cuda118.verified
     assert cuda118.nvcc_version.startswith("11.8.")
     assert cuda118.host_cxx is not None and cuda118.host_cxx.name.endswith("g++-11")
@@ -187,7 +189,9 @@ def test_system_source_is_verified_not_trusted(cuda130: InstalledToolchain, tmp_
         provide(spec("12.8", Toolchain("system", path=Path("/nonexistent/cuda-12.8"))), cache=real_cache)
 
 
-def test_system_source_from_cuda_home(cuda130: InstalledToolchain, real_cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_system_source_from_cuda_home(
+    cuda130: InstalledToolchain, real_cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CUDA_HOME", str(cuda130.root))
     tc = provide(spec("13.0", Toolchain("system")), cache=real_cache)
     assert tc.root == cuda130.root and tc.verified
@@ -216,8 +220,13 @@ def test_two_concurrent_installs_make_one_entry(cuda130: InstalledToolchain, rea
         dst = fresh.download_path(f.sha256, f.filename)
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.link(src, dst)
-    code = CONCURRENT.format(tests=str(Path(__file__).parent), repo=str(REPO), lock=str(LOCK), cache=str(tmp_path / "cache"))
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    code = CONCURRENT.format(
+        tests=str(Path(__file__).parent), repo=str(REPO), lock=str(LOCK), cache=str(tmp_path / "cache")
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     paths = {out.strip() for out, _ in outs}
