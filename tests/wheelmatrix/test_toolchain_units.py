@@ -297,3 +297,37 @@ def test_reporter_quiet_task_counts_nothing() -> None:
     with Reporter(enabled=False).task("x", 10) as task:
         task.advance(5)
     assert human_size(512) == "512 B" and human_size(3 << 20) == "3.0 MiB"
+
+
+def test_cached_entry_that_fails_verification_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached entry whose nvcc no longer works (here a stand-in script that cannot compile) is
+    verified again for new archs, fails, is marked failed and is never handed out."""
+    from wheelmatrix.toolchains import VerificationFailed, provide, status
+    from wheelmatrix.toolchains.cache import write_meta
+    from wheelmatrix.toolchains.debian import DebianSource
+    from wheelmatrix.toolchains.lockfile import write_lock
+
+    s = spec("12.4", Toolchain("debian", suite="trixie"), sass=(75, 90), ptx=(90,))
+    m = matrix(tmp_path, s)
+    entry = LockEntry(s.version, "debian", "debian:trixie", (_entry().files[0],))
+    write_lock(tmp_path / "toolchains.lock", [entry])
+    cache = Cache(tmp_path / "cache")
+    folder = cache.entry_path("debian", "12.4", identity_of(entry, DebianSource().recipe(s)))
+    nvcc = folder / "cuda" / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && echo "release 12.4, V12.4.131" && exit 0\necho "broken: $*" >&2; exit 2\n'
+    )
+    nvcc.chmod(0o755)
+    meta = {"schema": 1, "source": "debian", "version": "12.4", "identity": identity_of(entry, DebianSource().recipe(s)),
+            "root": "cuda", "nvcc": "bin/nvcc", "host_cxx": None, "env": {}, "size": 1,
+            "verifications": [{"sass": [50, 90], "ptx": [90]}]}  # fmt: skip
+    write_meta(folder, meta)
+    assert status(m, cache=cache)[0].cached and not status(m, cache=cache)[0].verified  # other archs
+    monkeypatch.setenv("WHEELMATRIX_DEBIAN_MIRROR", "http://127.0.0.1:9")  # proves nothing is fetched
+    with pytest.raises(VerificationFailed, match=r"broken: -c probe\.cu"):
+        provide(s, lock_path=tmp_path / "toolchains.lock", cache=cache)
+    record = cache.read_entry(folder)
+    assert record is not None and record.failed and record.verifications == []
+    with pytest.raises(VerificationFailed):  # still refused on the next call
+        provide(s, lock_path=tmp_path / "toolchains.lock", cache=cache)

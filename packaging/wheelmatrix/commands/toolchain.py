@@ -143,6 +143,6 @@ def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
         size = human_size(r.size) if r.size else (f"~{human_size(r.download_size)}" if r.download_size else "-")
         extra = r.nvcc or (r.reason or "")
         if not r.needed:
-            extra = f"(not in the matrix) {r.entry}"
+            extra = f"(unused: not what the lock pins for the matrix; `prune` removes it) {r.entry}"
         print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
     return 0

@@ -314,7 +314,7 @@ class Status:
 
     version: str
     source: str  # "pypi", "debian:bookworm", "system:/usr/local/cuda-12.8"
-    needed: bool  # declared by the matrix
+    needed: bool  # what the matrix and its lock ask for (False: another cached build, prunable)
     available: bool  # this host and source can provide it
     reason: str | None  # why not, when not available
     locked: bool  # toolchains.lock pins its files
