@@ -309,7 +309,9 @@ def test_cached_entry_that_fails_verification_is_not_used(tmp_path: Path, monkey
 
     s = spec("12.4", Toolchain("debian", suite="trixie"), sass=(75, 90), ptx=(90,))
     m = matrix(tmp_path, s)
-    entry = LockEntry(s.version, "debian", "debian:trixie", (_entry().files[0],))
+    names = sorted(DebianSource().package_names(s))
+    files = tuple(LockedFile(n, "1", f"{n}.deb", f"pool/{n}.deb", SHA, 1) for n in names)
+    entry = LockEntry(s.version, "debian", "debian:trixie", files)
     write_lock(tmp_path / "toolchains.lock", [entry])
     cache = Cache(tmp_path / "cache")
     folder = cache.entry_path("debian", "12.4", identity_of(entry, DebianSource().recipe(s)))
@@ -331,3 +333,21 @@ def test_cached_entry_that_fails_verification_is_not_used(tmp_path: Path, monkey
     assert record is not None and record.failed and record.verifications == []
     with pytest.raises(VerificationFailed):  # still refused on the next call
         provide(s, lock_path=tmp_path / "toolchains.lock", cache=cache)
+
+
+def test_stale_lock_is_refused(tmp_path: Path) -> None:
+    from wheelmatrix.toolchains.manager import pinned
+    from wheelmatrix.toolchains.progress import Reporter
+
+    s = spec("13.0", Toolchain("pypi"))
+    write_lock(tmp_path / "toolchains.lock", [_entry()])  # pins nvcc and g++-11 only
+    with pytest.raises(
+        ToolchainError, match=r"is stale for CUDA 13\.0: it lacks nvidia-cuda-cccl, .*; it pins g\+\+-11 that"
+    ) as info:
+        pinned(s, tmp_path / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))
+    assert info.value.fix == "run `wheelmatrix toolchain lock 13.0` and commit the lock"
+    moved = spec("13.0", Toolchain("debian", suite="trixie"))
+    entry = LockEntry(moved.version, "debian", "debian:bookworm", ())
+    write_lock(tmp_path / "toolchains.lock", [entry])
+    with pytest.raises(ToolchainError, match="resolved from debian:bookworm, the matrix says debian:trixie"):
+        pinned(moved, tmp_path / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))

@@ -133,6 +133,10 @@ class Source(Protocol):
         """The data that shapes an install besides the files (hashed into the cache key)."""
         ...
 
+    def package_names(self, spec: CudaSpec) -> frozenset[str]:
+        """The packages a lock entry for ``spec`` must pin (a stale lock is refused)."""
+        ...
+
     def resolve(self, spec: CudaSpec) -> LockEntry:
         """Find the exact files (with hashes) for ``spec``, from the network. Used by ``lock``."""
         ...

@@ -93,6 +93,14 @@ class DebianSource:
             "launcher": LAUNCHER + PLAIN + CCBIN,
         }
 
+    def package_names(self, spec: CudaSpec) -> frozenset[str]:
+        cfg = self._config(spec) or {}
+        names = {n for group in cfg.get("packages", {}).values() for n in group}
+        gcc = cfg.get("host-gcc")
+        if gcc:
+            names |= {n for group in data.table()["debian"]["host-gcc"][gcc]["packages"].values() for n in group}
+        return frozenset(names)
+
     def resolve(self, spec: CudaSpec) -> LockEntry:
         reason = self.unavailable(spec)
         if reason:

@@ -70,6 +70,27 @@ def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: R
     entries = read_lock(lock_path) if lock_path is not None else {}
     entry = entries.get((str(spec.version), spec.toolchain.source))
     if entry is not None:
+        wanted = get_source(spec.toolchain.source).package_names(spec)
+        have = {f.name for f in entry.files}
+        if have != wanted or entry.origin != spec.toolchain.describe():
+            problem = (
+                f"it was resolved from {entry.origin}, the matrix says {spec.toolchain.describe()}"
+                if entry.origin != spec.toolchain.describe()
+                else "; ".join(
+                    part
+                    for part in (
+                        "it lacks " + ", ".join(sorted(wanted - have)) if wanted - have else "",
+                        "it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists"
+                        if have - wanted
+                        else "",
+                    )
+                    if part
+                )
+            )
+            raise ToolchainError(
+                f"{lock_path} is stale for CUDA {spec.version}: {problem}",
+                fix=f"run `wheelmatrix toolchain lock {spec.version}` and commit the lock",
+            )
         return entry
     where = str(lock_path) if lock_path is not None else "no toolchains.lock"
     if offline:
@@ -211,7 +232,8 @@ def _install(
                 "files": [f.to_json() for f in entry.files],
                 "created": _now(),
             }
-            result = verify(spec, staging / built.root / built.nvcc, _env_of(meta, staging))
+            with reporter.task(f"verifying CUDA {version} (probe kernel)", None):
+                result = verify(spec, staging / built.root / built.nvcc, _env_of(meta, staging))
             meta["nvcc_version"] = result.nvcc_version
             meta["verifications"] = [{**result.to_json(), "at": _now()}]
             meta["size"] = tree_size(staging)
@@ -239,7 +261,8 @@ def _reverify(record: EntryRecord, spec: CudaSpec, reporter: Reporter) -> EntryR
     meta = dict(record.meta)
     root = record.path / str(meta["root"])
     try:
-        result = verify(spec, root / str(meta["nvcc"]), _env_of(meta, record.path))
+        with reporter.task(f"verifying CUDA {spec.version} (probe kernel)", None):
+            result = verify(spec, root / str(meta["nvcc"]), _env_of(meta, record.path))
     except ToolchainError as exc:
         meta["failed"] = exc.message
         meta["verifications"] = []
@@ -275,7 +298,8 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
     done = any(v.get("sass") == list(sass) and v.get("ptx") == list(ptx) for v in verifications)
     if reverify or not done:
         start = time.monotonic()
-        result = verify(spec, nvcc, {})
+        with reporter.task(f"verifying CUDA {spec.version} at {root} (probe kernel)", None):
+            result = verify(spec, nvcc, {})
         if "size" not in state:
             state["size"] = tree_size(root)
         state.update({"root": str(root), "nvcc_version": result.nvcc_version, "identity": identity})

@@ -17,7 +17,9 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -52,7 +54,9 @@ class Reporter:
             yield _NullTask()
             return
         columns: list[ProgressColumn] = [TextColumn("{task.description}"), BarColumn()]
-        if unit == "bytes":
+        if total is None:  # a step of unknown length: a spinner and the time it has taken
+            columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+        elif unit == "bytes":
             columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
         else:
             columns += [TextColumn("{task.completed}/{task.total} " + unit)]

@@ -57,6 +57,9 @@ class PypiSource:
     def recipe(self, spec: CudaSpec) -> Mapping[str, object]:
         return {"packages": _cfg()["packages"], "root": _cfg()["root"], "fixups": 1}
 
+    def package_names(self, spec: CudaSpec) -> frozenset[str]:
+        return frozenset(_cfg()["packages"])
+
     def resolve(self, spec: CudaSpec) -> LockEntry:
         reason = self.unavailable(spec)
         if reason:
@@ -109,7 +112,7 @@ class PypiSource:
             "--require-hashes", "--no-compile", "--target", str(target), "-r", str(req),
         ]  # fmt: skip
         env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PYTHONNOUSERSITE": "1"}
-        with self.reporter.task(f"pip install CUDA {spec.version} wheels", None, unit="steps"):
+        with self.reporter.task(f"pip install CUDA {spec.version} wheels", None):
             try:
                 _proc.run(argv, extra_env=env, timeout=PIP_TIMEOUT)
             except CommandFailed as exc:

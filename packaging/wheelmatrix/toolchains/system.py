@@ -35,6 +35,9 @@ class SystemSource:
     def recipe(self, spec: CudaSpec) -> Mapping[str, object]:
         return {}
 
+    def package_names(self, spec: CudaSpec) -> frozenset[str]:
+        return frozenset()
+
     def resolve(self, spec: CudaSpec) -> LockEntry:
         return LockEntry(spec.version, "system", spec.toolchain.describe(), ())
 
