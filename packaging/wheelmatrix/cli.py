@@ -19,6 +19,8 @@ from wheelmatrix.errors import ExitCode, WheelmatrixError
 
 # verb -> module in wheelmatrix.commands that defines `register(parser)` and `run(args) -> int`
 COMMANDS: dict[str, str] = {
+    "build": "wheelmatrix.commands.build",
+    "assemble": "wheelmatrix.commands.assemble",
     "plan": "wheelmatrix.commands.plan",
     "schema": "wheelmatrix.commands.schema",
     "toolchain": "wheelmatrix.commands.toolchain",

@@ -418,6 +418,8 @@ def assemble_all(
                     )
                 )
         dist.mkdir(parents=True, exist_ok=True)
+        for stale in _project_wheels(matrix, dist, {f.platform for f in finals}):
+            stale.unlink()  # an earlier layout's wheels (fat before, split now) must not be published
         moved: list[FinalWheel] = []
         for final in finals:
             target = dist / final.path.name
@@ -426,6 +428,23 @@ def assemble_all(
         return moved
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Path]:
+    """Wheels in ``dist`` of the project or its split distributions, for these platforms."""
+    from fnmatch import fnmatchcase
+
+    names = [escape_name(matrix.project.name), escape_name(matrix.packaging.split_name.format(name=matrix.project.name, major="*"))]
+    arches = {matrix.platform(p).wheel_arch for p in platforms}
+    found = []
+    for path in sorted(dist.glob("*.whl")):
+        try:
+            wheel = WheelName.parse(path.name)
+        except PackageError:
+            continue
+        if any(fnmatchcase(escape_name(wheel.name), n) for n in names) and any(wheel.platform.endswith(a) for a in arches):
+            found.append(path)
+    return found
 
 
 def _replace_path(final: FinalWheel, path: Path) -> FinalWheel:

@@ -411,13 +411,14 @@ def build_cells(
             events(cell.id, result, result.status)
         return result
 
+    start = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as pool:
         results = list(pool.map(one, cells))
-    write_results(options.work, results)
+    write_results(options.work, results, wall_seconds=time.monotonic() - start)
     return results
 
 
-def write_results(work: Path, results: Sequence[CellResult]) -> Path:
+def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: float = 0.0) -> Path:
     path = work / RESULTS_FILE
     merged: dict[str, dict[str, object]] = {}
     if path.is_file():  # a partial build (--cell) keeps the other cells' last results
@@ -428,7 +429,7 @@ def write_results(work: Path, results: Sequence[CellResult]) -> Path:
             merged = {}
     for r in results:
         merged[r.cell_id] = r.to_json()
-    doc = {"schema": RESULTS_SCHEMA, "cells": [merged[k] for k in sorted(merged)]}
+    doc = {"schema": RESULTS_SCHEMA, "wall_seconds": round(wall_seconds, 3), "cells": [merged[k] for k in sorted(merged)]}
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -436,11 +437,16 @@ def write_results(work: Path, results: Sequence[CellResult]) -> Path:
 
 
 def read_results(work: Path) -> list[CellResult]:
+    return read_results_file(work)[0]
+
+
+def read_results_file(work: Path) -> tuple[list[CellResult], float]:
+    """The cell results and the wall time of the last ``wheelmatrix build``."""
     path = work / RESULTS_FILE
     if not path.is_file():
         raise BuildError(f"no cell results at {path}", fix="run `wheelmatrix build` first")
     try:
         doc = json.loads(path.read_text())
-        return [CellResult.from_json(item) for item in doc["cells"]]
+        return [CellResult.from_json(item) for item in doc["cells"]], float(doc.get("wall_seconds", 0.0))
     except (ValueError, KeyError, TypeError) as exc:
         raise BuildError(f"{path} is not a cell results file: {exc}", fix="run `wheelmatrix build` again") from exc

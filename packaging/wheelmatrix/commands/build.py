@@ -1,0 +1,133 @@
+"""``wheelmatrix build``: build every cell this host can (or the ``--cell`` ones) into cell wheels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from wheelmatrix import host as host_mod
+from wheelmatrix.build.cells import (
+    DEFAULT_TIMEOUT,
+    BuildOptions,
+    CellResult,
+    Provider,
+    Toolchain,
+    build_cells,
+    default_jobs,
+)
+from wheelmatrix.config import load_matrix
+from wheelmatrix.errors import ExitCode, WheelmatrixError
+from wheelmatrix.model import CudaSpec
+from wheelmatrix.plan import Cell, Plan, make_plan
+
+HELP = "build the plan's cells into cell wheels (cached, in parallel, each with a timeout and a log)"
+DEFAULT_WORK = Path("build/wheelmatrix")
+
+
+class UnknownCell(WheelmatrixError):
+    exit_code = ExitCode.USAGE
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cell", action="append", default=[], metavar="ID", help="build only this cell (repeatable), e.g. linux-x86_64-cuda124")
+    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help=f"cells at once (default: cores / 2 = {default_jobs()})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="kill a cell's build after this long (default: %(default)g)")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, metavar="DIR", help="per-cell folders, logs and cells.json (default: %(default)s)")
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache", type=Path, default=None, metavar="DIR", help="cell wheel cache (default: <work>/cache)")
+    cache.add_argument("--no-cache", action="store_true", help="build every cell, ignore and fill no cache")
+    parser.add_argument("--offline", action="store_true", help="use only toolchains already provided (no downloads)")
+    parser.add_argument("--no-isolation", action="store_true", help="build in this environment (scikit-build-core must be installed)")
+
+
+def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
+    if not wanted:
+        return list(plan.cells)
+    known = {c.id: c for c in plan.cells}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise UnknownCell(
+            f"no cell {', '.join(unknown)} in the plan of {plan.matrix.path}",
+            fix="choose from: " + ", ".join(known),
+        )
+    return [known[w] for w in dict.fromkeys(wanted)]
+
+
+def _provider(offline: bool) -> Provider:
+    from wheelmatrix import toolchains
+
+    def provide(spec: CudaSpec) -> Toolchain:
+        return toolchains.provide(spec, offline=offline)
+
+    return provide
+
+
+def result_table(results: Sequence[CellResult]) -> Table:
+    table = Table(title="cells")
+    for col in ("cell", "result", "time", "wheel", "reason"):
+        table.add_column(col, overflow="fold")
+    colors = {"built": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
+    for r in results:
+        size = f"{r.wheel_size / 2**20:.2f} MiB" if r.wheel_size else "-"
+        table.add_row(r.cell_id, f"[{colors[r.status]}]{r.status}[/]", f"{r.duration:.1f} s", size, r.reason)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix)
+    plan = make_plan(matrix, host_mod.detect(matrix))
+    cells = select_cells(plan, args.cell)
+    jobs = args.jobs if args.jobs is not None else default_jobs()
+    if jobs < 1:
+        raise UnknownCell(f"--jobs {jobs}: needs at least 1", fix="pass --jobs 1 or more")
+    work: Path = args.work
+    cache = None if args.no_cache else (args.cache or work / "cache")
+    console = Console(stderr=True, quiet=args.quiet)
+    buildable = [c for c in cells if c.buildable]
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=args.quiet or not console.is_terminal,
+    )
+    task = progress.add_task("building cells", total=len(buildable))
+
+    def on_event(cell_id: str, result: CellResult | None, message: str) -> None:
+        if result is None:
+            progress.console.log(f"{cell_id}: building")
+            return
+        if result.status != "skipped":
+            progress.advance(task)
+            progress.console.log(f"{cell_id}: {result.status} in {result.duration:.1f} s" + (f" ({result.reason})" if result.status == "failed" else ""))
+
+    options = BuildOptions(
+        work=work, cache=cache, jobs=jobs, timeout=args.timeout, isolation=not args.no_isolation,
+        offline=args.offline, on_event=on_event,
+    )
+    with progress:
+        results = build_cells(matrix, cells, options, _provider(args.offline))
+    out = Console(width=200 if not sys.stdout.isatty() else None)
+    if not args.quiet:
+        out.print(result_table(results))
+    for r in results:
+        if r.status == "failed" and r.tail:
+            console.print(f"[red]{r.cell_id} failed[/]: {r.reason} (log: {r.log})\n{r.tail}", markup=True, highlight=False)
+    failed = [r for r in results if r.status == "failed"]
+    other = [r for r in results if r.status == "skipped"]
+    if other and not args.quiet:
+        out.print(f"{len(other)} cells need another host: " + ", ".join(f"{r.cell_id} ({r.reason})" for r in other))
+    if failed:
+        console.print(f"error: {len(failed)} of {len(buildable)} cells failed: {', '.join(r.cell_id for r in failed)}", markup=False)
+        return int(ExitCode.FAILURE)
+    return 0
