@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from wheelmatrix._proc import run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,12 @@ import pytest
 
 import kbit
 from kbit import _loader
-from kbit._errors import CpuFallbackWarning, LibraryError, LibraryLoadWarning, OverrideError
+from kbit._errors import (
+    CpuFallbackWarning,
+    LibraryError,
+    LibraryLoadWarning,
+    OverrideError,
+)
 from kbit._manifest import scan_dir
 from kbit._probe import DriverProbe, Gpu
 
@@ -231,6 +236,8 @@ def test_runtime_warns_once(kbit_library_dir: Path, tmp_path: Path,
     try:
         with pytest.warns(CpuFallbackWarning, match="need an NVIDIA GPU and driver") as record:
             _loader.library()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a second use must not warn again
             _loader.library()
         assert len(record) == 1
     finally:
