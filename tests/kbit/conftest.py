@@ -63,15 +63,10 @@ def build_cpu_library(build: Path) -> Path:
         timeout=300)
     run([cmake, "--build", build, "--parallel", "2"], timeout=600)
     suffix = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
-    libraries = sorted(build.rglob(f"libkbit_cpu{suffix}"))
-    manifests = sorted(build.rglob("libkbit_cpu.json"))
-    if not libraries or not manifests:
-        raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cpu{suffix} + .json")
-    out = build / "kbit-lib"
-    out.mkdir(exist_ok=True)
-    for item in (libraries[0], manifests[0]):
-        shutil.copy2(item, out / item.name)
-    return out
+    for library in sorted(build.rglob(f"libkbit_cpu{suffix}")):
+        if (library.parent / "libkbit_cpu.json").is_file():
+            return library.parent
+    raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cpu{suffix} + .json")
 
 
 @pytest.fixture(scope="session")
