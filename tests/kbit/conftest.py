@@ -77,16 +77,19 @@ def kbit_library_dir() -> Path:
     return build_cpu_library(BUILD / "cpu")
 
 
-@pytest.fixture
-def use_library_dir(kbit_library_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point kbit's loader at the built CPU library, with no CUDA override, for one test."""
+@pytest.fixture(scope="session")
+def kbit_cpu(kbit_library_dir: Path) -> Iterator[Path]:
+    """Point kbit's loader at the built CPU library (no CUDA override) for the session.
+
+    Tests that change the environment reset the loader and restore it through monkeypatch."""
     import kbit._loader
 
-    monkeypatch.setenv("KBIT_LIBRARY_DIR", str(kbit_library_dir))
-    monkeypatch.delenv("KBIT_CUDA_VERSION", raising=False)
-    kbit._loader.reset()
-    yield kbit_library_dir
-    kbit._loader.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KBIT_LIBRARY_DIR", str(kbit_library_dir))
+        patch.delenv("KBIT_CUDA_VERSION", raising=False)
+        kbit._loader.reset()
+        yield kbit_library_dir
+        kbit._loader.reset()
 
 
 @pytest.fixture(scope="session")

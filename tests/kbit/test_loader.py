@@ -291,7 +291,7 @@ def test_import_loads_nothing(kbit_library_dir: Path) -> None:
     assert out == ["[] False False", "True"]
 
 
-def test_warnings_filter_error_does_not_break_cpu_only(use_library_dir: Path) -> None:
+def test_warnings_filter_error_does_not_break_cpu_only(kbit_cpu: Path) -> None:
     import numpy as np
 
     with warnings.catch_warnings():
