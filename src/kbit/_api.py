@@ -143,10 +143,11 @@ def _numpy_buffer(x: object, argument: str, allowed: Sequence[str]) -> _Buffer:
             f"{argument} has dtype {name}; allowed: {', '.join(allowed)}",
             fix=hint,
         )
+    shape = tuple(arr.shape)  # before ascontiguousarray, which makes a 0-d array 1-d
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     arr = np.ascontiguousarray(arr)
-    return _Buffer(arr, int(arr.ctypes.data), int(arr.size), name, tuple(arr.shape))
+    return _Buffer(arr, int(arr.ctypes.data), int(arr.size), name, shape)
 
 
 def _torch() -> Any:
