@@ -220,10 +220,15 @@ def _block_absmax(x: np.ndarray, bs: int) -> np.ndarray:
     return np.abs(np.concatenate([x, pad])).reshape(-1, bs).max(axis=1)
 
 
-def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("portable", [False, True], ids=["f16c-if-present", "portable"])
+def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path: Path,
+                                                       portable: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Dequantizing code 1.0 (dynamic index 255) with absmax a gives exactly a, rounded to the
     output dtype: compared with NumPy's float16 cast (round to nearest even) over random float32
-    bit patterns, and with an integer RNE reference for bfloat16."""
+    bit patterns, and with an integer RNE reference for bfloat16. Both CPU paths: F16C
+    instructions (where the CPU has them) and the portable bit manipulation."""
+    monkeypatch.setenv("KBIT_CPU_PORTABLE", "1" if portable else "0")
     lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
     rng = np.random.default_rng(3)
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
@@ -244,6 +249,17 @@ def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path
     u = absmax.view(np.uint32).astype(np.uint64)
     want = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     np.testing.assert_array_equal(out16[::64], want)
+    # float16 input: every bit pattern widens exactly (absmax = |x| of a one-element block)
+    halves = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    halves = halves[~np.isnan(halves.view(np.float16))]
+    codes = np.zeros(halves.size * 64, np.uint8)
+    block = np.zeros(halves.size * 64, np.uint16)
+    block[::64] = halves
+    got = np.zeros(halves.size, np.float32)
+    assert lib.kbit_quantize_blockwise(1, 0, block.ctypes.data, codes.ctypes.data,
+                                       got.ctypes.data, block.size, 64) == 0
+    finite = np.abs(halves.view(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got, np.where(np.isinf(finite), 0, finite))
 
 
 # ----------------------------------------------------------------------------- (b) CUDA 13.0 from PyPI
