@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -39,6 +40,13 @@ def build_library() -> Path:
                    stdout=subprocess.DEVNULL)
     subprocess.run([cmake, "--build", str(build)], check=True, stdout=subprocess.DEVNULL)
     return build / "lib" / "libkbit_cpu.so"
+
+
+def call(fn: Callable[..., int], *args: object) -> None:
+    """One kernel call; arrays are passed by their data pointer."""
+    rc = fn(*(a.ctypes.data if isinstance(a, np.ndarray) else a for a in args))
+    if rc != 0:
+        raise SystemExit(f"{fn.__name__} returned {rc}")
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -83,13 +91,8 @@ def main() -> int:
             dq = lib.kbit_dequantize_blockwise if bits == 8 else lib.kbit_dequantize_4bit
             traffic = n * esize + code_bytes + nb * 4
 
-            def run_q(q=q, x=x, codes=codes, absmax=absmax, dt=dt, code=code) -> None:
-                rc = q(dt, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n, bs)
-                assert rc == 0
-
-            def run_dq(dq=dq, out=out, codes=codes, absmax=absmax, dt=dt, code=code) -> None:
-                rc = dq(dt, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n, bs)
-                assert rc == 0
+            run_q = functools.partial(call, q, dt, code, x, codes, absmax, n, bs)
+            run_dq = functools.partial(call, dq, dt, code, codes, absmax, out, n, bs)
 
             xr = x[:n_ref]
             ref_codes, ref_absmax = reference.quantize(xr, dname, fmt, bs)
