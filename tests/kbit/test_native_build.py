@@ -462,3 +462,75 @@ def test_mingw_cross_build_gives_a_win_amd64_wheel(tmp_path_factory: pytest.Temp
     imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
     # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
     assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
+
+
+# ----------------------------------------------------------------------------- GPU (where lent)
+
+
+def _cudart(cuda13: Path) -> ctypes.CDLL:
+    rt = ctypes.CDLL(str(cuda13 / "lib" / "libcudart.so"))
+    rt.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    rt.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    rt.cudaFree.argtypes = [ctypes.c_void_p]
+    return rt
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pointers", ["host", "device"])
+def test_cuda_kernels_match_the_cpu_backend_bit_for_bit(
+    cuda13: Path, cuda13_wheel: tuple[Path, Path], cpu_wheel: Path, tmp_path: Path, pointers: str
+) -> None:
+    """Every format x dtype x blocksize: codes, absmax and dequantized values of the CUDA library
+    equal the CPU library's (which tests/kbit/test_kernels.py checks against the reference), with
+    host pointers (staged) and with device pointers (cudaMalloc through the toolkit's cudart)."""
+    gpu = load(unpack(cuda13_wheel[0], tmp_path / "gpu") / "libkbit_cuda130.so")
+    cpu = load(unpack(cpu_wheel, tmp_path / "cpu") / "libkbit_cpu.so")
+    assert gpu.kbit_device_count() > 0, gpu.kbit_last_error()
+    rt = _cudart(cuda13) if pointers == "device" else None
+    rng = np.random.default_rng(11)
+    for blocksize in (64, 128, 256, 512, 1024, 2048, 4096):
+        n = 3 * blocksize + 37  # a short last block and an odd tail
+        x32 = (rng.standard_normal(n) * 10.0).astype(np.float32)
+        x32[[1, 5, 9]] = [np.nan, np.inf, -np.inf]
+        bf16 = (x32.view(np.uint32) >> 16).astype(np.uint16)  # any bit pattern is a valid input
+        for dtype, x in ((0, x32), (1, x32.astype(np.float16)), (2, bf16)):
+            for bits, code in ((8, 0), (8, 1), (4, 0), (4, 1)):
+                results = [_run_roundtrip(lib, rt, dtype=dtype, code=code, bits=bits, x=x,
+                                          blocksize=blocksize) for lib in (cpu, gpu)]
+                for want, got in zip(results[0], results[1], strict=True):
+                    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
+                                                  err_msg=f"{bits=} {code=} {dtype=} {blocksize=}")
+
+
+def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code: int, bits: int,
+                   x: np.ndarray, blocksize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = x.size
+    codes = np.zeros(n if bits == 8 else (n + 1) // 2, np.uint8)
+    absmax = np.zeros(-(-n // blocksize), np.float32)
+    out = np.zeros_like(x)
+    quantize = lib.kbit_quantize_blockwise if bits == 8 else lib.kbit_quantize_4bit
+    dequantize = lib.kbit_dequantize_blockwise if bits == 8 else lib.kbit_dequantize_4bit
+    if rt is None or lib.kbit_backend() == b"cpu":
+        assert quantize(dtype, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n,
+                        blocksize) == 0, lib.kbit_last_error()
+        assert dequantize(dtype, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n,
+                          blocksize) == 0, lib.kbit_last_error()
+        return codes, absmax, out
+    arrays = {"x": x, "codes": codes, "absmax": absmax, "out": out}
+    dev: dict[str, ctypes.c_void_p] = {}
+    try:
+        for name, arr in arrays.items():
+            dev[name] = ctypes.c_void_p()
+            assert rt.cudaMalloc(ctypes.byref(dev[name]), max(arr.nbytes, 1)) == 0
+        assert rt.cudaMemcpy(dev["x"], x.ctypes.data, x.nbytes, 1) == 0  # host to device
+        assert quantize(dtype, code, dev["x"], dev["codes"], dev["absmax"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        assert dequantize(dtype, code, dev["codes"], dev["absmax"], dev["out"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        for name in ("codes", "absmax", "out"):
+            arr = arrays[name]
+            assert rt.cudaMemcpy(arr.ctypes.data, dev[name], arr.nbytes, 2) == 0  # device to host
+    finally:
+        for ptr in dev.values():
+            rt.cudaFree(ptr)
+    return codes, absmax, out
