@@ -397,6 +397,28 @@ def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
     assert not any("cudart" in n or "stdc++" in n for n in needed), needed
 
 
+def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path,
+                                                               tmp_path: Path) -> None:
+    """KBIT_CUDA_RUNTIME=shared: the library NEEDS libcudart.so.13 and finds it through an RPATH
+    into NVIDIA's runtime wheel (site-packages/nvidia/cu13/lib), not the build toolkit's path."""
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed"
+    build = tmp_path / "build"
+    sh([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", "-DKBIT_CUDA_RUNTIME=shared",
+        "-DKBIT_CUDA_SASS=75", f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
+        f"-DCUDAToolkit_ROOT={cuda13}"], env=no_system_cuda_env())
+    sh([cmake, "--build", build], env=no_system_cuda_env())
+    library = build / "lib" / "libkbit_cuda130.so"
+    dynamic = sh(["readelf", "-d", library])
+    assert "[libcudart.so.13]" in dynamic
+    runpath = re.search(r"\((?:RUNPATH|RPATH)\).*\[(.+)\]", dynamic)
+    assert runpath and runpath.group(1).split(":")[0] == "$ORIGIN/../../nvidia/cu13/lib"
+    assert str(cuda13) not in dynamic
+    manifest = read_manifest(library.parent, "kbit_cuda130")
+    assert (manifest["runtime"], manifest["sass"], manifest["ptx"]) == ("shared", [75], [75])
+    assert newest_glibc(symbol_versions(library)) <= (2, 17)
+
+
 # ----------------------------------------------------------------------------- (c) glibc floor
 
 
