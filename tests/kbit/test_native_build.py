@@ -262,6 +262,49 @@ def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path
     np.testing.assert_array_equal(got, np.where(np.isinf(finite), 0, finite))
 
 
+MXCSR_HELPER = """
+#include <xmmintrin.h>
+unsigned kbit_test_get_mxcsr(void) { return _mm_getcsr(); }
+void kbit_test_set_mxcsr(unsigned v) { _mm_setcsr(v); }
+"""
+
+
+def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_path: Path) -> None:
+    """A process whose thread runs with FTZ/DAZ (e.g. after loading a -ffast-math library) gets
+    the same codes and values: the CPU backend sets IEEE mode (MXCSR) for its own work."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed for the MXCSR helper"
+    (tmp_path / "mxcsr.c").write_text(MXCSR_HELPER)
+    sh([cc, "-shared", "-fPIC", "-O1", "-o", tmp_path / "libmxcsr.so", tmp_path / "mxcsr.c"])
+    helper = ctypes.CDLL(str(tmp_path / "libmxcsr.so"))
+    helper.kbit_test_get_mxcsr.restype = ctypes.c_uint
+    helper.kbit_test_set_mxcsr.argtypes = [ctypes.c_uint]
+    lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
+    x = (np.arange(1, 65, dtype=np.float32) * np.float32(1e-40)).astype(np.float32)  # subnormals
+
+    def roundtrip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, absmax, y = np.zeros(64, np.uint8), np.zeros(1, np.float32), np.zeros(64, np.float32)
+        assert lib.kbit_quantize_blockwise(0, 1, x.ctypes.data, codes.ctypes.data,
+                                           absmax.ctypes.data, 64, 64) == 0
+        assert lib.kbit_dequantize_blockwise(0, 1, codes.ctypes.data, absmax.ctypes.data,
+                                             y.ctypes.data, 64, 64) == 0
+        return codes, absmax, y
+
+    ieee = roundtrip()
+    assert np.count_nonzero(ieee[2]) > 32  # subnormal results really are produced
+    saved = helper.kbit_test_get_mxcsr()
+    try:
+        helper.kbit_test_set_mxcsr(saved | 0x8040)  # FTZ | DAZ on this thread
+        assert helper.kbit_test_get_mxcsr() & 0x8040 == 0x8040
+        flushed = roundtrip()
+        after = helper.kbit_test_get_mxcsr()
+    finally:
+        helper.kbit_test_set_mxcsr(saved)
+    for want, got in zip(ieee, flushed, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert after & 0x8040 == 0x8040  # the caller's mode is restored, not changed
+
+
 # ----------------------------------------------------------------------------- (b) CUDA 13.0 from PyPI
 
 
