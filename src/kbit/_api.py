@@ -286,7 +286,7 @@ def _dequantize(
         q = codes
         if q.bits != bits:
             other = "dequantize_4bit" if q.bits == 4 else "dequantize_blockwise"
-            raise KbitValueError(f"this is a {q.bits}-bit result: use kbit.{other}")
+            raise KbitValueError(f"this Quantized result is {q.bits}-bit: use kbit.{other}")
         if absmax is not None:
             raise KbitTypeError("absmax must not be given with a Quantized result (it holds one)")
         for given, held, name in ((code, q.code, argument), (blocksize, q.blocksize, "blocksize")):
