@@ -69,6 +69,34 @@ def build_cpu_library(build: Path) -> Path:
     raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cpu{suffix} + .json")
 
 
+def build_cuda_library(build: Path, sass: str) -> Path:
+    """Build libkbit_cuda<XY> with CMake for the given SASS archs (the GPUs present); the CUDA
+    toolkit is whatever CMake finds (CUDACXX / PATH). Returns the folder with it and its manifest."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise pytest.UsageError("cmake is needed to build the CUDA library (or set "
+                                "KBIT_CUDA_LIBRARY_DIR)")
+    run([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", f"-DKBIT_CUDA_SASS={sass}",
+         "-DCMAKE_BUILD_TYPE=Release"], timeout=600)
+    run([cmake, "--build", build, "--parallel", "2"], timeout=1200)
+    for manifest in sorted(build.rglob("libkbit_cuda*.json")):
+        return manifest.parent
+    raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cuda*.json")
+
+
+@pytest.fixture(scope="session")
+def kbit_cuda_library_dir() -> Path:
+    """A folder with a CUDA library: KBIT_CUDA_LIBRARY_DIR, else built here for the GPUs present
+    (GPU tests only)."""
+    given = os.environ.get("KBIT_CUDA_LIBRARY_DIR", "").strip()
+    if given:
+        return Path(given)
+    from kbit._probe import probe_driver
+
+    archs = sorted({str(g.arch) for g in probe_driver().gpus})
+    return build_cuda_library(BUILD / "cuda", ";".join(archs))
+
+
 @pytest.fixture(scope="session")
 def kbit_library_dir() -> Path:
     given = os.environ.get("KBIT_LIBRARY_DIR", "").strip()
