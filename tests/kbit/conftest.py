@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wheelmatrix._proc import run
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -30,6 +30,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "gpu: needs an NVIDIA GPU and driver; skipped (with the reason) where none is"
     )
     config.addinivalue_line("markers", "slow: a real build that takes more than a few seconds")
+
+
+def run(argv: list[object], *, timeout: float) -> None:
+    """Run a build command; on failure stop the session with the command and its output's tail.
+
+    (kbit's tests run on every Python kbit supports, 3.9 included, so they do not import the
+    wheelmatrix toolkit and its subprocess wrapper.)"""
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise pytest.UsageError(f"`{' '.join(args)}` ran past {timeout:g} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise pytest.UsageError(f"`{' '.join(args)}` exited with {proc.returncode}:\n{tail}")
 
 
 def _has_gpu() -> str | None:
