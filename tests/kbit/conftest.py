@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD = ROOT / "build" / "kbit-tests"
 
+# The tests import reference.py (and one another's helpers) by name; under any import mode
+# (the repository runs pytest with --import-mode=importlib) this folder must be on sys.path.
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
