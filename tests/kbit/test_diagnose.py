@@ -121,3 +121,25 @@ def test_render_names_every_section(kbit_library_dir: Path, probe: DriverProbe) 
     for head in ("kbit ", "platform", "python", "libc", "driver", "libraries", "selected",
                  "unavailable", "environment", "status"):
         assert any(line.startswith(head) for line in text.splitlines()), head
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "kbit" / "_data" / "diagnose.schema.json"
+
+
+@pytest.mark.parametrize("probe", [NO_DRIVER, A100])
+def test_document_matches_its_schema(kbit_library_dir: Path, tmp_path: Path,
+                                     probe: DriverProbe) -> None:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    copy_cpu(kbit_library_dir, tmp_path)
+    corrupt_cuda(tmp_path)
+    (tmp_path / "libkbit_cuda118.json").write_text("{", encoding="utf-8")
+    for env in ({"KBIT_LIBRARY_DIR": str(tmp_path)},
+                {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "124"},
+                {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "x"},
+                {"KBIT_LIBRARY_DIR": str(kbit_library_dir)}):
+        doc = collect(env, probe, self_test=False)
+        jsonschema.validate(json.loads(json.dumps(doc)), schema)
+    assert schema["properties"]["schema"]["const"] == SCHEMA
