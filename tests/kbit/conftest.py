@@ -2,8 +2,8 @@
 
 ``kbit_library_dir`` (session): a folder holding the CPU library built from this repository and
 its manifest. ``KBIT_LIBRARY_DIR`` names one when set (CI can build once and share it); otherwise
-the library is built here with CMake (the root CMakeLists.txt, backend ``cpu``) into
-``build/kbit-tests/`` and reused by later runs while the sources are unchanged (CMake decides).
+the library is built here with CMake (the root CMakeLists.txt, backend ``cpu``) into pytest's
+cache (``.pytest_cache/d/kbit-build/``) and reused by later runs (CMake rebuilds what changed).
 
 ``fake_libcuda`` (session): a stand-in for the NVIDIA driver library compiled from
 ``fake_libcuda/fake_libcuda.c``, for probe tests on machines without a GPU (this one has none).
@@ -22,7 +22,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-BUILD = ROOT / "build" / "kbit-tests"
 
 # The tests import reference.py (and one another's helpers) by name; under any import mode
 # (the repository runs pytest with --import-mode=importlib) this folder must be on sys.path.
@@ -104,8 +103,18 @@ def build_cuda_library(build: Path, sass: str) -> Path:
     raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cuda*.json")
 
 
+def _build_root(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
+    """Where CMake builds for tests live: pytest's cache (kept between runs, so CMake rebuilds
+    only what changed), or a temporary folder when the cache plugin is off."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("kbit-build"))
+    return factory.mktemp("kbit-build")
+
+
 @pytest.fixture(scope="session")
-def kbit_cuda_library_dir() -> Path:
+def kbit_cuda_library_dir(pytestconfig: pytest.Config,
+                          tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a CUDA library: KBIT_CUDA_LIBRARY_DIR, else built here for the GPUs present
     (GPU tests only)."""
     given = os.environ.get("KBIT_CUDA_LIBRARY_DIR", "").strip()
@@ -114,15 +123,17 @@ def kbit_cuda_library_dir() -> Path:
     from kbit._probe import probe_driver
 
     archs = sorted({str(g.arch) for g in probe_driver().gpus})
-    return build_cuda_library(BUILD / "cuda", ";".join(archs))
+    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda",
+                              ";".join(archs))
 
 
 @pytest.fixture(scope="session")
-def kbit_library_dir() -> Path:
+def kbit_library_dir(pytestconfig: pytest.Config,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("KBIT_LIBRARY_DIR", "").strip()
     if given:
         return Path(given)
-    return build_cpu_library(BUILD / "cpu")
+    return build_cpu_library(_build_root(pytestconfig, tmp_path_factory) / "cpu")
 
 
 @pytest.fixture(scope="session")
