@@ -124,6 +124,9 @@ def _health(rt: Runtime, probe: DriverProbe, self_test: dict[str, Any] | None
     forced_cpu = sel.forced and rt.library.info.cuda is None
     if probe.gpus and rt.library.info.cuda is None and not forced_cpu:
         return False, sel.reason
+    if rt.library.info.cuda is not None and rt.library.device_count() < 1:
+        detail = rt.library.last_error() or "no detail"
+        return False, f"{rt.library.info.name} loaded but its CUDA runtime sees no GPU: {detail}"
     if self_test is not None and not self_test["ok"]:
         return False, f"self-test failed: {self_test['detail']}"
     if rt.library.info.cuda is None:
@@ -172,6 +175,7 @@ def collect(env: Mapping[str, str] | None = None, probe: DriverProbe | None = No
             "backend": rt.library.info.backend,
             "cuda": None if rt.library.info.cuda is None else str(rt.library.info.cuda),
             "forced": bool(sel and sel.forced), "reason": sel.reason if sel else "",
+            "devices": rt.library.device_count(),
             "notes": list(sel.notes) if sel else [],
         },
         "load_failures": [{"path": str(f.library.path), "error": f.error} for f in rt.failures],

@@ -29,6 +29,7 @@ from pathlib import Path
 from kbit._errors import (
     CpuFallbackWarning,
     KbitError,
+    KbitWarning,
     LibraryError,
     LibraryLoadError,
     LibraryLoadWarning,
@@ -230,7 +231,8 @@ def _warning(
     if failed:
         parts.append(failed)
         parts.append(f"using {library.info.name} instead")
-    return ("; ".join(parts) or None), LibraryLoadWarning
+        return "; ".join(parts), LibraryLoadWarning
+    return ("; ".join(parts) or None), KbitWarning  # notes on a forced or minor-version choice
 
 
 _lock = threading.Lock()

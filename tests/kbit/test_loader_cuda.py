@@ -107,3 +107,11 @@ def test_diagnose_lists_the_real_cuda_library(cuda_dir: Path) -> None:
     assert "  libkbit_cuda130.so: CUDA 13.0, SASS 75 120, PTX 120; from KBIT_LIBRARY_DIR" in text
     assert "      rejected: no NVIDIA driver" in text
     assert doc["healthy"] is True  # no GPU here: CPU is right, CUDA is listed as unusable
+
+
+def test_diagnose_forced_cuda_without_gpu_is_unhealthy(cuda_dir: Path) -> None:
+    doc = collect({"KBIT_LIBRARY_DIR": str(cuda_dir), "KBIT_CUDA_VERSION": "130"}, probe_driver(),
+                  self_test=False)
+    assert doc["healthy"] is False
+    assert doc["selected"]["devices"] == 0 and doc["selected"]["forced"] is True
+    assert doc["status"].startswith("libkbit_cuda130.so loaded but its CUDA runtime sees no GPU: ")
