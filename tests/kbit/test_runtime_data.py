@@ -42,3 +42,14 @@ def test_hints_loaded_per_platform() -> None:
     assert linux.driver_floors["12.4"] == "550.54.14"
     assert windows.driver_floors["12.4"] == "551.61"
     assert linux.install_for(12) == "pip install 'kbit[cu12]'"
+
+
+def test_version_matches_pyproject() -> None:
+    import re
+
+    import kbit
+
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    found = re.search(r'^\[project\][^[]*?^version = "([^"]+)"', text, re.MULTILINE | re.DOTALL)
+    assert found is not None
+    assert kbit.__version__ == found.group(1)  # the library reports it too (test_loader)
