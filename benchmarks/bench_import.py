@@ -6,9 +6,11 @@ median / min / max, and which modules the import pulled in. For comparison it me
 ``import numpy`` the same way, and the cost of the first call (find, probe, choose and load the
 library, then quantize 4096 values) in a fresh interpreter.
 
-    python benchmarks/bench_import.py [--runs 20] [--json]
+    python benchmarks/bench_import.py [--runs 20] [--json] [--python PATH]
 
-Set KBIT_LIBRARY_DIR to time the first call against a library built from the repository.
+``--python`` times another interpreter (e.g. a virtual environment with the built wheel
+installed); otherwise this one, where KBIT_LIBRARY_DIR must point at a built library for the
+first-call figure when kbit is imported from the source tree.
 Not a test: figures go to docs/kbit-runtime.md.
 """
 
@@ -22,15 +24,15 @@ import sys
 from wheelmatrix._proc import run
 
 
-def importtime(module: str) -> tuple[int, list[str]]:
+def importtime(python: str, module: str) -> tuple[int, list[str]]:
     """Cumulative µs of ``module``'s top-level entry, and every module imported."""
-    out = run([sys.executable, "-X", "importtime", "-c", f"import {module}"]).output
+    out = run([python, "-X", "importtime", "-c", f"import {module}"]).output
     cumulative = None
     modules = []
     for line in out.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        _, self_us, cum_us, name = (part.strip() for part in line.replace(":", "|", 1).split("|"))
+        _, _self_us, cum_us, name = (part.strip() for part in line.replace(":", "|", 1).split("|"))
         modules.append(name)
         if name == module:
             cumulative = int(cum_us)
@@ -57,13 +59,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to time")
     args = parser.parse_args()
-    results: dict[str, object] = {"python": sys.version.split()[0], "runs": args.runs}
+    version = run([args.python, "-c", "import platform; print(platform.python_version())"])
+    results: dict[str, object] = {"python": version.output.strip(), "executable": args.python,
+                                  "runs": args.runs}
     for module in ("kbit", "numpy"):
         times = []
         modules: list[str] = []
         for _ in range(args.runs):
-            us, modules = importtime(module)
+            us, modules = importtime(args.python, module)
             times.append(us)
         results[module] = {
             "median_us": statistics.median(times), "min_us": min(times), "max_us": max(times),
@@ -73,7 +78,7 @@ def main() -> None:
         }
     first = []
     for _ in range(min(args.runs, 5)):
-        call_us, again_us = map(float, run([sys.executable, "-c", FIRST_CALL]).output.split())
+        call_us, again_us = map(float, run([args.python, "-c", FIRST_CALL]).output.split())
         first.append((call_us, again_us))
     results["first_call_us"] = statistics.median(f[0] for f in first)
     results["second_call_us"] = statistics.median(f[1] for f in first)
@@ -82,7 +87,7 @@ def main() -> None:
         return
     k, n = results["kbit"], results["numpy"]
     assert isinstance(k, dict) and isinstance(n, dict)
-    print(f"python {results['python']}, {args.runs} fresh interpreters each")
+    print(f"python {results['python']} ({args.python}), {args.runs} fresh interpreters each")
     print(f"import kbit : median {k['median_us']} us (min {k['min_us']}, max {k['max_us']}); "
           f"modules: {', '.join(k['modules'])}; numpy imported: {k['pulls_in_numpy']}")
     print(f"import numpy: median {n['median_us']} us (min {n['min_us']}, max {n['max_us']})")
