@@ -91,7 +91,7 @@ def _open(names: Sequence[str]) -> tuple[ctypes.CDLL | None, str]:
             errors.append(str(exc) or name)
     if not names:
         return None, f"no NVIDIA CUDA driver exists for this platform ({sys.platform})"
-    return None, "; ".join(errors)
+    return None, errors[0]  # the first name is the real one; the rest are the same story
 
 
 def probe_driver(names: Sequence[str] | None = None) -> DriverProbe:
