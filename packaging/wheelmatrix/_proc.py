@@ -117,7 +117,7 @@ def run(
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
-        raw = proc.stdout.read() if proc.stdout is not None else b""
+        raw, _ = proc.communicate()  # drains and closes the pipe (the whole group is dead)
     except BaseException:  # KeyboardInterrupt included: never leave a compiler behind
         _kill_group(proc)
         raise
