@@ -16,7 +16,7 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 TOOLKIT = "./packaging"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "cmake>=3.25", "ninja"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "ml_dtypes>=0.4", "cmake>=3.25", "ninja"]
 
 
 @nox.session
