@@ -9,6 +9,7 @@ command, the exit code and the tail of the output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -55,14 +56,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # children may outlive the leader: kill the group regardless
+    with contextlib.suppress(ProcessLookupError):  # children may outlive the leader: kill the group regardless
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -117,7 +114,7 @@ def run(
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
-        raw = proc.stdout.read() if proc.stdout is not None else b""
+        raw, _ = proc.communicate()  # drains and closes the pipe (the whole group is dead)
     except BaseException:  # KeyboardInterrupt included: never leave a compiler behind
         _kill_group(proc)
         raise

@@ -36,7 +36,7 @@ class Command(Protocol):
 
 
 def _command(verb: str) -> Command:
-    module: Command = importlib.import_module(COMMANDS[verb])  # type: ignore[assignment]
+    module: Command = importlib.import_module(COMMANDS[verb])
     return module
 
 

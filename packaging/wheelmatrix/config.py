@@ -89,7 +89,9 @@ def version_ranges(versions: Sequence[CudaVersion]) -> str:
 
 
 def _quote(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value) if not isinstance(value, bool) else str(value).lower()
+    return (
+        f'"{value}"' if isinstance(value, str) else repr(value) if not isinstance(value, bool) else str(value).lower()
+    )
 
 
 def _toml_type(value: object) -> str:
@@ -123,7 +125,9 @@ def describe(tp: Any) -> str:
         return "one of " + ", ".join(_quote(a) for a in get_args(tp))
     if origin in (tuple, list):
         inner = describe(get_args(tp)[0])
-        return "an array of " + (inner[2:] + "s" if inner.startswith("a ") else inner[3:] + "s" if inner.startswith("an ") else inner)
+        return "an array of " + (
+            inner[2:] + "s" if inner.startswith("a ") else inner[3:] + "s" if inner.startswith("an ") else inner
+        )
     if origin in (dict, Mapping):
         return "a table"
     if dataclasses.is_dataclass(tp):
@@ -213,7 +217,7 @@ class _Converter:
                     self.fail([*path, key], "missing", f"add a [{key_path([*path, key])}] table")
                 where = f"[{key_path(path)}]" if path else "the top level"
                 self.fail([*path, key], "missing", f"add {key} = <{describe(hints[f.name])}> to {where}")
-        return typing.cast(T, cls(**kwargs))
+        return typing.cast("T", cls(**kwargs))
 
 
 def parse(text: str, file: str) -> settings.MatrixFile:
@@ -323,9 +327,9 @@ class _Resolver:
             repair = table.repair or f.repair
             out.append(
                 PlatformSpec(
-                    name=typing.cast(PlatformName, name),
+                    name=typing.cast("PlatformName", name),
                     policy=policy,
-                    repair=typing.cast(RepairTool, repair),
+                    repair=typing.cast("RepairTool", repair),
                     never_vendor=tuple(dict.fromkeys((*f.never_vendor, *table.never_vendor))),
                     wheel_arch=f.wheel_arch,
                     runner=f.runner,
@@ -343,7 +347,9 @@ class _Resolver:
             try:
                 v = CudaVersion.parse(text)
             except ValueError:
-                self.fail(["matrix", "cuda", i], f"{_quote(text)} is not a CUDA version", 'write MAJOR.MINOR, e.g. "12.4"')
+                self.fail(
+                    ["matrix", "cuda", i], f"{_quote(text)} is not a CUDA version", 'write MAJOR.MINOR, e.g. "12.4"'
+                )
             if v not in facts:
                 known = ", ".join(str(k) for k in sorted(facts))
                 self.fail(["matrix", "cuda", i], f"CUDA {v} is not a version wheelmatrix knows",
@@ -394,10 +400,12 @@ class _Resolver:
                    base: list[str | int]) -> Toolchain:  # fmt: skip
         where = [*base, "toolchain"]
         if t.source != "debian" and t.suite is not None:
-            self.fail([*where, "suite"], f'only applies to source = "debian" (this one is "{t.source}")', "remove suite")
+            self.fail(
+                [*where, "suite"], f'only applies to source = "debian" (this one is "{t.source}")', "remove suite"
+            )
         if t.source != "system" and t.path is not None:
             self.fail([*where, "path"], f'only applies to source = "system" (this one is "{t.source}")', "remove path")
-        can = ", ".join(providers) or "none: use source = \"system\""
+        can = ", ".join(providers) or 'none: use source = "system"'
         if t.source == "pypi" and "pypi" not in providers:
             self.fail([*where, "source"], f"PyPI has no nvcc for CUDA {v} (NVIDIA's cu11/cu12 wheels hold no nvcc)",
                       f"registry sources for CUDA {v}: {can}")  # fmt: skip
@@ -434,7 +442,9 @@ class _Resolver:
             usable = " and ".join("{" + a + "}" for a in sorted(allowed, reverse=True))
             unknown = sorted(fields - allowed)
             if unknown:
-                self.fail(["packaging", key], f"{{{unknown[0]}}} is not a placeholder", f'use {usable}, e.g. "{example}"')
+                self.fail(
+                    ["packaging", key], f"{{{unknown[0]}}} is not a placeholder", f'use {usable}, e.g. "{example}"'
+                )
             if "major" not in fields:
                 self.fail(["packaging", key], f"{_quote(template)} lacks {{major}}: split names would collide",
                           f'e.g. "{example}"')  # fmt: skip
@@ -447,7 +457,11 @@ class _Resolver:
         names: set[str] = set()
         for i, stage in enumerate(self.raw.publish):
             if stage.name in names:
-                self.fail(["publish", i, "name"], f"stage {_quote(stage.name)} is declared twice", "give each stage its own name")
+                self.fail(
+                    ["publish", i, "name"],
+                    f"stage {_quote(stage.name)} is declared twice",
+                    "give each stage its own name",
+                )
             names.add(stage.name)
             for key, url in (("repository-url", stage.repository_url), ("index-url", stage.index_url)):
                 if not re.match(r"^https?://[^\s/]+", url):

@@ -17,8 +17,9 @@ from wheelmatrix.model import CudaFacts, CudaVersion, SourceKind
 
 
 def _load(name: str) -> dict[str, Any]:
-    text = resources.files("wheelmatrix").joinpath("data", name).read_text("utf-8")
-    return tomllib.loads(text)
+    text = resources.files("wheelmatrix").joinpath(f"data/{name}").read_text("utf-8")
+    loaded: dict[str, Any] = tomllib.loads(text)
+    return loaded
 
 
 @dataclass(frozen=True)

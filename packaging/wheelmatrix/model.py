@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
@@ -137,8 +138,6 @@ class Rule:
     index: int  # position in matrix.toml, for messages
 
     def matches(self, platform: str, variant: str) -> bool:
-        from fnmatch import fnmatchcase
-
         return any(fnmatchcase(platform, p) for p in self.platforms) and any(
             fnmatchcase(variant, v) for v in self.variants
         )

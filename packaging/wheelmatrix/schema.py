@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
+import typing
 from importlib import resources
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -22,9 +23,14 @@ def _field_schema(tp: Any) -> dict[str, Any]:
         args = [a for a in get_args(tp) if a is not type(None)]
         return _field_schema(args[0])
     if dataclasses.is_dataclass(tp):
-        return {"$ref": f"#/$defs/{tp.__name__}"}
+        return {"$ref": f"#/$defs/{typing.cast('type', tp).__name__}"}
     if tp is Size:
-        return {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$"}]}
+        return {
+            "oneOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$"},
+            ]
+        }
     if origin is Literal:
         return {"enum": list(get_args(tp))}
     if origin in (tuple, list):
@@ -79,7 +85,7 @@ def matrix_schema() -> dict[str, Any]:
 
 
 def committed(name: str) -> dict[str, Any]:
-    text = resources.files("wheelmatrix").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
+    text = resources.files("wheelmatrix").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -34,10 +34,12 @@ class ProjectTable:
 @dataclass(frozen=True)
 class AxesTable:
     platforms: tuple[str, ...] = field(
-        metadata=doc("Platforms to release for.", enum=["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64"])
+        metadata=doc(
+            "Platforms to release for.", enum=["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64"]
+        )
     )
     cuda: tuple[str, ...] = field(
-        metadata=doc("CUDA versions (MAJOR.MINOR); each needs a [cuda.\"X.Y\"] table. The CPU variant is always built.")
+        metadata=doc('CUDA versions (MAJOR.MINOR); each needs a [cuda."X.Y"] table. The CPU variant is always built.')
     )
     python: tuple[str, ...] = field(
         metadata=doc("Python versions on which installs are tested (the wheels are py3-none-<platform>).")
@@ -47,8 +49,8 @@ class AxesTable:
 @dataclass(frozen=True)
 class ToolchainTable:
     source: Literal["pypi", "debian", "system"] = field(metadata=doc("Where this CUDA version's nvcc comes from."))
-    suite: str | None = field(default=None, metadata=doc("Debian suite (source = \"debian\"), e.g. bookworm."))
-    path: str | None = field(default=None, metadata=doc("CUDA root (source = \"system\"); default $CUDA_HOME."))
+    suite: str | None = field(default=None, metadata=doc('Debian suite (source = "debian"), e.g. bookworm.'))
+    path: str | None = field(default=None, metadata=doc('CUDA root (source = "system"); default $CUDA_HOME.'))
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class PlatformTable:
         default=None, metadata=doc("Repair tool; default from wheelmatrix's data.")
     )
     never_vendor: tuple[str, ...] = field(
-        default=(), metadata=doc("Extra library globs the repair step must not vendor (the driver's are always kept out).")
+        default=(),
+        metadata=doc("Extra library globs the repair step must not vendor (the driver's are always kept out)."),
     )
 
 
@@ -87,7 +90,9 @@ class PackagingTable:
     project_quota: Size = field(default=Size(10 * 2**30), metadata=doc("Project size quota (PyPI: 10 GiB)."))
     split: Literal["fat", "per-cuda-major", "auto"] = field(
         default="auto",
-        metadata=doc("fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits."),
+        metadata=doc(
+            "fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits."
+        ),
     )
     split_name: str = field(
         default="{name}-cu{major}", metadata=doc("Name of a split distribution; {name} and {major} are filled in.")

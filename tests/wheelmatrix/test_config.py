@@ -9,7 +9,6 @@ import pytest
 from wheelmatrix import config
 from wheelmatrix.errors import MatrixError
 from wheelmatrix.model import CudaVersion, Toolchain
-
 from wm_support import MATRICES, REPO
 
 
@@ -60,14 +59,18 @@ def test_integer_size(tmp_path: Path) -> None:
 
 
 def test_system_path_is_relative_to_the_matrix(tmp_path: Path) -> None:
-    src = (MATRICES / "good" / "minimal.toml").read_text().replace(
-        '{ source = "debian", suite = "trixie" }', '{ source = "system", path = "cuda" }'
+    src = (
+        (MATRICES / "good" / "minimal.toml")
+        .read_text()
+        .replace('{ source = "debian", suite = "trixie" }', '{ source = "system", path = "cuda" }')
     )
     (tmp_path / "m.toml").write_text(src)
     assert config.load_matrix(tmp_path / "m.toml").cuda[0].toolchain.path == tmp_path / "cuda"
 
 
-@pytest.mark.parametrize(("text", "ok"), [("12.4", True), ("13.0", True), ("12", False), ("12.04", False), ("a.b", False), ("1.2.3", False)])
+@pytest.mark.parametrize(
+    ("text", "ok"), [("12.4", True), ("13.0", True), ("12", False), ("12.04", False), ("a.b", False), ("1.2.3", False)]
+)
 def test_cuda_version_parse(text: str, ok: bool) -> None:
     if ok:
         v = CudaVersion.parse(text)
@@ -80,7 +83,10 @@ def test_cuda_version_parse(text: str, ok: bool) -> None:
 
 def test_cuda_version_order_and_tags() -> None:
     assert sorted([CudaVersion(13, 0), CudaVersion(11, 8), CudaVersion(12, 10), CudaVersion(12, 4)]) == [
-        CudaVersion(11, 8), CudaVersion(12, 4), CudaVersion(12, 10), CudaVersion(13, 0)
+        CudaVersion(11, 8),
+        CudaVersion(12, 4),
+        CudaVersion(12, 10),
+        CudaVersion(13, 0),
     ]
     assert CudaVersion(12, 4).variant == "cuda124"
 

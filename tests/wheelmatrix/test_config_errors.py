@@ -13,7 +13,6 @@ import pytest
 
 from wheelmatrix.cli import main
 from wheelmatrix.errors import ExitCode
-
 from wm_support import MATRICES
 
 BAD = MATRICES / "bad"
@@ -26,7 +25,9 @@ def test_there_are_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_malformed_matrix_exact_error(case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_matrix_exact_error(
+    case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(BAD)
     code = main(["plan", "--matrix", f"{case}.toml"])
     out, err = capsys.readouterr()
@@ -51,7 +52,9 @@ def test_no_traceback_in_a_real_process(case: str) -> None:
     assert proc.stderr == (BAD / f"{case}.err").read_text()
 
 
-def test_missing_matrix_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_matrix_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["plan"]) == 3
     assert capsys.readouterr().err == (

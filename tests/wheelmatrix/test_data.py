@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from packaging.version import Version
@@ -29,7 +30,7 @@ def test_arch_floors_and_ceilings() -> None:
 
 def test_versions_increase_monotonically() -> None:
     ordered = sorted(data.cuda_facts().items())
-    for (v1, f1), (v2, f2) in zip(ordered, ordered[1:]):
+    for (v1, f1), (v2, f2) in itertools.pairwise(ordered):
         assert f1.host_gcc_max <= f2.host_gcc_max, (v1, v2)
         assert f1.driver_api < f2.driver_api, (v1, v2)
         assert Version(f1.min_driver_linux) <= Version(f2.min_driver_linux), (v1, v2)

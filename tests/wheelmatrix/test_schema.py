@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 import jsonschema
 import pytest
 
 from wheelmatrix import config, schema
 from wheelmatrix.plan import github_matrix, make_plan, plan_document
-
 from wm_support import MATRICES, REPO, linux_host
 
 

@@ -1,0 +1,50 @@
+"""Thin sessions over the wheelmatrix toolkit: they install, then call its CLI.
+
+    nox -s build     the main job: plan, provision CUDA toolchains, build every cell, assemble, repair
+    nox -s tests     the whole test suite (real builds included)
+    nox -s lint      ruff + mypy --strict
+    nox -s plan      print the release plan
+    nox -t generate  regenerate committed artefacts (schemas)
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+TOOLKIT = "./packaging"
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "ml_dtypes>=0.4", "cmake>=3.25", "ninja"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite: unit tests, malformed matrices, real toolchain installs and builds."""
+    session.install(f"{TOOLKIT}[build,publish,test]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the repository, mypy --strict over the toolkit."""
+    session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "packaging", "tests")
+    session.run("mypy", "packaging/wheelmatrix")
+
+
+@nox.session
+def plan(session: nox.Session) -> None:
+    """Print the plan: every cell and whether this host builds it (`-- --format json|github`)."""
+    session.install(TOOLKIT)
+    session.run("wheelmatrix", "plan", *session.posargs)
+
+
+@nox.session(tags=["generate"])
+def schema(session: nox.Session) -> None:
+    """Regenerate packaging/wheelmatrix/schemas/matrix.schema.json from the model."""
+    session.install(TOOLKIT)
+    with open("packaging/wheelmatrix/schemas/matrix.schema.json", "w") as out:
+        session.run("wheelmatrix", "schema", "matrix", stdout=out)
