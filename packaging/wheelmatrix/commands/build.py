@@ -30,7 +30,7 @@ from wheelmatrix.build.cells import (
 )
 from wheelmatrix.config import load_matrix
 from wheelmatrix.errors import ExitCode, WheelmatrixError
-from wheelmatrix.model import CudaSpec
+from wheelmatrix.model import CudaSpec, Matrix
 from wheelmatrix.plan import Cell, Plan, make_plan
 
 HELP = "build the plan's cells into cell wheels (cached, in parallel, each with a timeout and a log)"
@@ -66,11 +66,13 @@ def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
     return [known[w] for w in dict.fromkeys(wanted)]
 
 
-def _provider(offline: bool) -> Provider:
+def _provider(matrix: Matrix, offline: bool) -> Provider:
     from wheelmatrix import toolchains
 
+    lock = toolchains.lock_path_of(matrix)
+
     def provide(spec: CudaSpec) -> Toolchain:
-        return toolchains.provide(spec, offline=offline)
+        return toolchains.provide(spec, lock_path=lock if lock.is_file() else None, offline=offline)
 
     return provide
 
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         offline=args.offline, on_event=on_event,
     )
     with progress:
-        results = build_cells(matrix, cells, options, _provider(args.offline))
+        results = build_cells(matrix, cells, options, _provider(matrix, args.offline))
     out = Console(width=200 if not sys.stdout.isatty() else None)
     if not args.quiet:
         out.print(result_table(results))
