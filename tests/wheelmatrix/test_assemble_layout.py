@@ -17,6 +17,7 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
+
 from wheelmatrix.build.assemble import WheelTooLarge, assemble_all, assemble_platform
 from wheelmatrix.build.wheelfile import read_wheel, write_wheel
 
@@ -61,7 +62,10 @@ def test_tiny_limit_forces_split(cells: list, tmp_path: Path) -> None:  # type: 
         "kbit_cu13-0.1.0-py3-none-linux_x86_64.whl",
     ]
     base, _cu11, cu12, cu13 = assembly.wheels
-    assert sorted(n for n in base.contents.files if "_lib/" in n) == ["kbit/_lib/libkbit_cpu.json", "kbit/_lib/libkbit_cpu.so"]
+    assert sorted(n for n in base.contents.files if "_lib/" in n) == [
+        "kbit/_lib/libkbit_cpu.json",
+        "kbit/_lib/libkbit_cpu.so",
+    ]
     assert base.contents.metadata_header("Provides-Extra") == ["cu11", "cu12", "cu13"]
     assert 'kbit-cu12==0.1.0; extra == "cu12"' in base.contents.metadata_header("Requires-Dist")
     assert cu12.contents.metadata_header("Requires-Dist") == ["kbit==0.1.0"]
@@ -108,7 +112,11 @@ def test_record_is_correct_and_wheel_tool_accepts_it(cells: list, tmp_path: Path
         assert names[-1].endswith(".dist-info/RECORD")
         unpacked = tmp_path / "unpack" / final.path.name
         # the `wheel` tool verifies RECORD hashes on unpack and fails on a mismatch
-        subprocess.run([sys.executable, "-m", "wheel", "unpack", "-d", str(unpacked), str(final.path)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "wheel", "unpack", "-d", str(unpacked), str(final.path)],
+            check=True,
+            capture_output=True,
+        )
 
 
 def test_split_distributions_install_together_and_are_all_found(cells: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
@@ -123,9 +131,16 @@ def test_split_distributions_install_together_and_are_all_found(cells: list, tmp
         ("libkbit_cuda124.so", "cuda", 12040),
         ("libkbit_cuda130.so", "cuda", 13000),
     ]
-    assert {lib["source"] for lib in libs} == {"kbit", "kbit_cu11 (kbit-cu11)", "kbit_cu12 (kbit-cu12)", "kbit_cu13 (kbit-cu13)"}
+    assert {lib["source"] for lib in libs} == {
+        "kbit",
+        "kbit_cu11 (kbit-cu11)",
+        "kbit_cu12 (kbit-cu12)",
+        "kbit_cu13 (kbit-cu13)",
+    }
     # the exact pins hold both ways: pip check sees a consistent set
-    subprocess.run([str(python), "-m", "pip", "check"], check=True, capture_output=True, env={"PIP_CONFIG_FILE": "/dev/null"})
+    subprocess.run(
+        [str(python), "-m", "pip", "check"], check=True, capture_output=True, env={"PIP_CONFIG_FILE": "/dev/null"}
+    )
 
 
 def test_cells_of_different_versions_are_refused(cells: list, tmp_path: Path) -> None:  # type: ignore[type-arg]

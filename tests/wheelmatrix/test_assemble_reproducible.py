@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import make_cell_wheel, make_matrix
+
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.wheelfile import read_wheel, source_date_epoch, wheel_bytes
 from wheelmatrix.errors import PackageError
@@ -18,7 +19,10 @@ from wheelmatrix.errors import PackageError
 def _build(tmp: Path, name: str, *, windows: bool = False) -> list[bytes]:
     # cell wheels compiled anew in a fresh folder each time: nothing is shared between runs
     work = tmp / name
-    cells = [make_cell_wheel(work, "cpu", windows=windows, threads=windows), *([] if windows else [make_cell_wheel(work, "cuda124", pad=4096)])]
+    cells = [
+        make_cell_wheel(work, "cpu", windows=windows, threads=windows),
+        *([] if windows else [make_cell_wheel(work, "cuda124", pad=4096)]),
+    ]
     finals = assemble_all(make_matrix(work, split="per-cuda-major"), cells, work / "dist")
     return [f.path.read_bytes() for f in sorted(finals, key=lambda f: f.path.name)]
 

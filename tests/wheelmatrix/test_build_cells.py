@@ -19,6 +19,7 @@ from build_fixtures.project import (
     cuda_cell,
     kbit_matrix,
 )
+
 from wheelmatrix.build.cells import (
     BuildOptions,
     build_cells,

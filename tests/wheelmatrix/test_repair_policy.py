@@ -18,6 +18,7 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
+
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.repair import PolicyViolation, rate
 from wheelmatrix.build.wheelfile import read_wheel, write_wheel
@@ -66,25 +67,44 @@ def _wheel_linking(tmp_path: Path, *needed: str) -> Path:
     """A cell wheel whose CUDA library links a stub driver (libcuda.so.1) and a real helper lib."""
     objs = tmp_path / "objs"
     objs.mkdir(parents=True, exist_ok=True)
-    (objs / "stub.c").write_text("int cuDriverGetVersion(int *v) { *v = 0; return 0; }\nint kbit_helper(void) { return 7; }\n")
+    (objs / "stub.c").write_text(
+        "int cuDriverGetVersion(int *v) { *v = 0; return 0; }\nint kbit_helper(void) { return 7; }\n"
+    )
     libs = []
     for soname in needed:
         stub = objs / soname
-        subprocess.run(["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(stub), str(objs / "stub.c")], check=True)
+        subprocess.run(
+            ["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(stub), str(objs / "stub.c")], check=True
+        )
         link = objs / (soname.split(".so")[0] + ".so")
         if not link.exists():
             link.symlink_to(stub.name)
         libs.append("-l" + soname.split(".so")[0].removeprefix("lib"))
     lib = objs / "libkbit_cuda124.so"
     subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", str(lib), str(HERE / "fakelib.c"), "-DKBIT_CUDA=12040", '-DKBIT_BACKEND="cuda"', f"-L{objs}", "-Wl,--no-as-needed", *libs],
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(lib),
+            str(HERE / "fakelib.c"),
+            "-DKBIT_CUDA=12040",
+            '-DKBIT_BACKEND="cuda"',
+            f"-L{objs}",
+            "-Wl,--no-as-needed",
+            *libs,
+        ],
         check=True,
     )
     cpu = make_cell_wheel(tmp_path, "cpu")
     contents = read_wheel(cpu.path)
     contents.files = {n: d for n, d in contents.files.items() if "libkbit_cpu" not in n}
     contents.put("kbit/_lib/libkbit_cuda124.so", lib.read_bytes())
-    contents.put("kbit/_lib/libkbit_cuda124.json", json.dumps({"schema": 1, "library": lib.name, "backend": "cuda", "cuda": "12.4"}).encode())
+    contents.put(
+        "kbit/_lib/libkbit_cuda124.json",
+        json.dumps({"schema": 1, "library": lib.name, "backend": "cuda", "cuda": "12.4"}).encode(),
+    )
     return write_wheel(contents, tmp_path / "w")
 
 

@@ -19,14 +19,18 @@ options.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from wheelmatrix.build import repair as repair_mod
 from wheelmatrix.build.wheelfile import (
     WheelContents,
     WheelName,
@@ -34,13 +38,14 @@ from wheelmatrix.build.wheelfile import (
     escape_name,
     read_wheel,
     wheel_bytes,
+    write_wheel,
 )
 from wheelmatrix.errors import PackageError
-from wheelmatrix.model import Matrix, Project
+from wheelmatrix.model import Matrix, PlatformSpec, Project
 
 GENERATOR = "wheelmatrix"
 _FIX_SIZE = (
-    "options: set [packaging] split = \"per-cuda-major\" (or \"auto\") in matrix.toml to publish one "
+    'options: set [packaging] split = "per-cuda-major" (or "auto") in matrix.toml to publish one '
     "distribution per CUDA major; drop CUDA versions or SASS archs (keep PTX for the newest); "
     "or raise [packaging] max-file-size after PyPI grants a larger per-file limit"
 )
@@ -179,7 +184,9 @@ def _strip_libraries(project: Project, contents: WheelContents) -> WheelContents
     return WheelContents(contents.filename, keep, {n: m for n, m in contents.modes.items() if n in keep})
 
 
-def _with_libraries(project: Project, base: WheelContents, libraries: Sequence[Library], package: str | None = None) -> WheelContents:
+def _with_libraries(
+    project: Project, base: WheelContents, libraries: Sequence[Library], package: str | None = None
+) -> WheelContents:
     out = WheelContents(base.filename, dict(base.files), dict(base.modes))
     folder = f"{package or project.import_package}/{project.library_dir}/"
     for lib in libraries:
@@ -248,17 +255,19 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     strategy = matrix.packaging.split
     if strategy == "fat" or (strategy == "auto" and fat.size <= limit) or not cuda_libs:
         if fat.size > limit:
-            raise WheelTooLarge(fat.filename, fat.size, limit, [(lib.filename, lib.compressed) for lib in libraries], split=False)
+            raise WheelTooLarge(
+                fat.filename, fat.size, limit, [(lib.filename, lib.compressed) for lib in libraries], split=False
+            )
         reason = (
             f"fat: {_mib(fat.size)} fits the {_mib(limit)} limit"
             if strategy != "fat"
-            else f"fat by policy ([packaging] split = \"fat\"), {_mib(fat.size)} of {_mib(limit)}"
+            else f'fat by policy ([packaging] split = "fat"), {_mib(fat.size)} of {_mib(limit)}'
         )
         return Assembly(platform, "fat", reason, (fat,))
     reason = (
         f"split per CUDA major: the fat wheel would be {_mib(fat.size)}, over the {_mib(limit)} limit"
         if strategy == "auto"
-        else "split per CUDA major by policy ([packaging] split = \"per-cuda-major\")"
+        else 'split per CUDA major by policy ([packaging] split = "per-cuda-major")'
     )
     majors = sorted({lib.cuda_major for lib in cuda_libs if lib.cuda_major is not None})
     metadata_name = f"{base.dist_info}/METADATA"
@@ -268,7 +277,7 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     for major in majors:
         dist, package, extra = split_names(matrix, major)
         libs = [lib for lib in cuda_libs if lib.cuda_major == major]
-        extras += [("Provides-Extra", extra), ("Requires-Dist", f"{dist}=={version}; extra == \"{extra}\"")]
+        extras += [("Provides-Extra", extra), ("Requires-Dist", f'{dist}=={version}; extra == "{extra}"')]
         info = f"{escape_name(dist)}-{version}.dist-info"
         headers = [
             ("Metadata-Version", "2.1"),
@@ -280,7 +289,10 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
             headers.append(("Requires-Python", str(requires_python)))
         headers.append(("Requires-Dist", f"{project.name}=={version}"))
         piece = WheelContents(f"{escape_name(dist)}-{version}-{tag}.whl", {}, {})
-        piece.put(f"{package}/__init__.py", f'"""CUDA {major} libraries of {project.name}; found through the entry-point group {project.import_package}.libraries."""\n'.encode())
+        piece.put(
+            f"{package}/__init__.py",
+            f'"""CUDA {major} libraries of {project.name}; found through the entry-point group {project.import_package}.libraries."""\n'.encode(),
+        )
         piece.put(f"{info}/METADATA", ("".join(f"{k}: {v}\n" for k, v in headers)).encode())
         piece.put(f"{info}/WHEEL", _wheel_file(tag))
         piece.put(f"{info}/entry_points.txt", f"[{project.import_package}.libraries]\n{extra} = {package}\n".encode())
@@ -288,13 +300,17 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
         piece = _with_libraries(project, piece, libs, package)
         assembled = make(piece, dist, libs)
         if assembled.size > limit:
-            raise WheelTooLarge(assembled.filename, assembled.size, limit, [(lib.filename, lib.compressed) for lib in libs], split=True)
+            raise WheelTooLarge(
+                assembled.filename, assembled.size, limit, [(lib.filename, lib.compressed) for lib in libs], split=True
+            )
         pieces.append(assembled)
     base_split = _with_libraries(project, base, cpu_libs)
     base_split.put(metadata_name, _set_headers(base_split.text(metadata_name), extras).encode())
     main = make(base_split, project.name, cpu_libs)
     if main.size > limit:
-        raise WheelTooLarge(main.filename, main.size, limit, [(lib.filename, lib.compressed) for lib in cpu_libs], split=True)
+        raise WheelTooLarge(
+            main.filename, main.size, limit, [(lib.filename, lib.compressed) for lib in cpu_libs], split=True
+        )
     return Assembly(platform, "split", reason, (main, *pieces))
 
 
@@ -361,12 +377,6 @@ def assemble_all(
     Nothing reaches ``dist`` unless every wheel of every platform passed: the work happens in
     ``dist/.staging`` which is removed on failure.
     """
-    import hashlib
-    import shutil
-
-    from wheelmatrix.build import repair as repair_mod
-    from wheelmatrix.build.wheelfile import write_wheel
-
     if not cells:
         raise PackageError("there are no cell wheels to assemble", fix="run `wheelmatrix build` first")
     staging = dist / ".staging"
@@ -386,14 +396,17 @@ def assemble_all(
                 else:
                     done = repair_mod.repair(raw, _no_repair(spec), staging / "repaired", timeout=timeout)
                 size = done.path.stat().st_size
-                package = None if wheel.distribution == matrix.project.name else split_names(matrix, wheel.libraries[0].cuda_major or 0)[1]
+                package = (
+                    None
+                    if wheel.distribution == matrix.project.name
+                    else split_names(matrix, wheel.libraries[0].cuda_major or 0)[1]
+                )
                 if size > limit:
                     raise WheelTooLarge(
                         done.path.name + " (after repair)",
                         size,
                         limit,
-                        [(lib.filename, lib.compressed) for lib in wheel.libraries]
-                        + [(v, 0) for v in done.vendored],
+                        [(lib.filename, lib.compressed) for lib in wheel.libraries] + [(v, 0) for v in done.vendored],
                         split=assembly.layout == "split",
                     )
                 data = done.path.read_bytes()
@@ -413,7 +426,9 @@ def assemble_all(
                         libraries=library_names(wheel.contents, matrix.project, package),
                         manifests=tuple(lib.manifest for lib in wheel.libraries),
                         sha256=hashlib.sha256(data).hexdigest(),
-                        cells=tuple(sorted(c.cell_id for c in group if any(lib.variant == c.variant for lib in wheel.libraries))),
+                        cells=tuple(
+                            sorted(c.cell_id for c in group if any(lib.variant == c.variant for lib in wheel.libraries))
+                        ),
                         reason=assembly.reason,
                     )
                 )
@@ -432,9 +447,10 @@ def assemble_all(
 
 def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Path]:
     """Wheels in ``dist`` of the project or its split distributions, for these platforms."""
-    from fnmatch import fnmatchcase
-
-    names = [escape_name(matrix.project.name), escape_name(matrix.packaging.split_name.format(name=matrix.project.name, major="*"))]
+    names = [
+        escape_name(matrix.project.name),
+        escape_name(matrix.packaging.split_name.format(name=matrix.project.name, major="*")),
+    ]
     arches = {matrix.platform(p).wheel_arch for p in platforms}
     found = []
     for path in sorted(dist.glob("*.whl")):
@@ -442,18 +458,16 @@ def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Pat
             wheel = WheelName.parse(path.name)
         except PackageError:
             continue
-        if any(fnmatchcase(escape_name(wheel.name), n) for n in names) and any(wheel.platform.endswith(a) for a in arches):
+        if any(fnmatchcase(escape_name(wheel.name), n) for n in names) and any(
+            wheel.platform.endswith(a) for a in arches
+        ):
             found.append(path)
     return found
 
 
 def _replace_path(final: FinalWheel, path: Path) -> FinalWheel:
-    from dataclasses import replace
-
     return replace(final, path=path)
 
 
-def _no_repair(spec: Any) -> Any:
-    from dataclasses import replace
-
+def _no_repair(spec: PlatformSpec) -> PlatformSpec:
     return replace(spec, repair="none")

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -170,7 +170,7 @@ def host_glibc() -> tuple[int, int] | None:
 def zig_command() -> str:
     """The zig of wheelmatrix's environment (the ``ziglang`` package), for KBIT_ZIG."""
     try:
-        import ziglang  # type: ignore[import-untyped]  # optional: the build extra
+        import ziglang  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415  (optional: the build extra)
     except ImportError as exc:
         found = shutil.which("zig")
         if found:
@@ -233,9 +233,7 @@ def compiler_identity(platform_os: str) -> str:
         return _compiler_ids[program]
 
 
-def cache_key(
-    matrix: Matrix, cell: Cell, settings: Sequence[str], toolchain: Toolchain | None, sources: str
-) -> str:
+def cache_key(matrix: Matrix, cell: Cell, settings: Sequence[str], toolchain: Toolchain | None, sources: str) -> str:
     """The content address of a cell's wheel: everything that can change its bytes."""
     platform = matrix.platform(cell.platform)
     doc = {
@@ -284,7 +282,7 @@ def _to_cache(cache: Path | None, key: str, wheel: Path, meta: Mapping[str, obje
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     (tmp / "complete").write_text("")
     shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+    tmp.replace(entry)
 
 
 def _sha256(path: Path) -> str:
@@ -296,7 +294,7 @@ def skipped(cell: Cell) -> CellResult:
 
 
 def build_cell(
-    matrix: Matrix, cell: Cell, options: BuildOptions, provide: Provider | None, parallel: int, sources: str
+    matrix: Matrix, cell: Cell, options: BuildOptions, provide: Provider | None, *, parallel: int, sources: str
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
@@ -328,7 +326,11 @@ def build_cell(
     except WheelmatrixError as exc:
         return failed(exc.message)
     key = cache_key(matrix, cell, settings, toolchain, sources)
-    common: dict[str, Any] = {"cache_key": key, "settings": settings, "toolchain": toolchain.identity if toolchain else None}
+    common: dict[str, Any] = {
+        "cache_key": key,
+        "settings": settings,
+        "toolchain": toolchain.identity if toolchain else None,
+    }
     hit = _from_cache(options.cache, key, folder / "wheel")
     if hit is not None:
         with log.open("a") as fh:
@@ -360,13 +362,17 @@ def build_cell(
             reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
         else:
             reason = f"the build exited with code {exc.returncode}"
-        return failed(reason, exc.tail, build_seconds=time.monotonic() - t1, toolchain_seconds=toolchain_seconds, **common)
+        return failed(
+            reason, exc.tail, build_seconds=time.monotonic() - t1, toolchain_seconds=toolchain_seconds, **common
+        )
     except WheelmatrixError as exc:
         return failed(exc.message, build_seconds=time.monotonic() - t1, **common)
     build_seconds = time.monotonic() - t1
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:
-        return failed(f"the build wrote {len(wheels)} wheels to {out}, expected 1", build_seconds=build_seconds, **common)
+        return failed(
+            f"the build wrote {len(wheels)} wheels to {out}, expected 1", build_seconds=build_seconds, **common
+        )
     wheel = wheels[0]
     _to_cache(options.cache, key, wheel, {"cell": cell.id, **common, "settings": list(settings)})
     return _replace(
@@ -384,8 +390,6 @@ def build_cell(
 
 
 def _replace(result: CellResult, **changes: object) -> CellResult:
-    from dataclasses import replace
-
     return replace(result, **changes)  # type: ignore[arg-type]
 
 
@@ -406,7 +410,7 @@ def build_cells(
     def one(cell: Cell) -> CellResult:
         if events is not None and cell.buildable:
             events(cell.id, None, "building")
-        result = build_cell(matrix, cell, options, provide, parallel, sources)
+        result = build_cell(matrix, cell, options, provide, parallel=parallel, sources=sources)
         if events is not None:
             events(cell.id, result, result.status)
         return result
@@ -429,10 +433,14 @@ def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: fl
             merged = {}
     for r in results:
         merged[r.cell_id] = r.to_json()
-    doc = {"schema": RESULTS_SCHEMA, "wall_seconds": round(wall_seconds, 3), "cells": [merged[k] for k in sorted(merged)]}
+    doc = {
+        "schema": RESULTS_SCHEMA,
+        "wall_seconds": round(wall_seconds, 3),
+        "cells": [merged[k] for k in sorted(merged)],
+    }
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
     return path
 
 

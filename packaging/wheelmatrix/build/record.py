@@ -63,7 +63,18 @@ _LIBRARY = {
 }
 _WHEEL = {
     "type": "object",
-    "required": ["file", "distribution", "platform", "layout", "size", "limit", "percent_of_limit", "tag", "sha256", "libraries"],
+    "required": [
+        "file",
+        "distribution",
+        "platform",
+        "layout",
+        "size",
+        "limit",
+        "percent_of_limit",
+        "tag",
+        "sha256",
+        "libraries",
+    ],
     "properties": {
         "file": {"type": "string"},
         "distribution": {"type": "string"},
@@ -206,5 +217,5 @@ def write_record(dist: Path, record: Mapping[str, Any]) -> Path:
     path = dist / RECORD_FILE
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
     return path

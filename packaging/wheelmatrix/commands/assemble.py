@@ -22,15 +22,48 @@ from wheelmatrix.plan import make_plan
 
 HELP = "merge the cell wheels into the wheels to publish (fat or split by size), repair them, write dist/"
 
-_RUNS_HERE = {"auditwheel": {"linux"}, "delvewheel": {"linux", "windows"}, "delocate": {"macos"}, "none": {"linux", "windows", "macos"}}
+_RUNS_HERE = {
+    "auditwheel": {"linux"},
+    "delvewheel": {"linux", "windows"},
+    "delocate": {"macos"},
+    "none": {"linux", "windows", "macos"},
+}
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, metavar="DIR", help="where `wheelmatrix build` put the cells (default: %(default)s)")
-    parser.add_argument("--dist", type=Path, default=Path("dist"), metavar="DIR", help="where the final wheels and build-record.json go (default: %(default)s)")
-    parser.add_argument("--no-repair", action="store_true", help="skip auditwheel/delvewheel (the wheels keep their linux_* tag: not publishable)")
-    parser.add_argument("--exclude", action="append", default=[], metavar="SONAME", help="a library a declared dependency supplies: never vendor it (repeatable, globs)")
-    parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="limit for each repair tool run (default: %(default)g)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        metavar="DIR",
+        help="where `wheelmatrix build` put the cells (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dist",
+        type=Path,
+        default=Path("dist"),
+        metavar="DIR",
+        help="where the final wheels and build-record.json go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-repair",
+        action="store_true",
+        help="skip auditwheel/delvewheel (the wheels keep their linux_* tag: not publishable)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="SONAME",
+        help="a library a declared dependency supplies: never vendor it (repeatable, globs)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="limit for each repair tool run (default: %(default)g)",
+    )
 
 
 def _host_os() -> str:
@@ -65,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         raise PackageError(
             f"cells failed in the last build: {', '.join(r.cell_id for r in failed)}; assembling without them "
             "would publish wheels missing libraries",
-            fix="fix the failures and run `wheelmatrix build` again (logs: " + ", ".join(str(r.log) for r in failed) + ")",
+            fix="fix the failures and run `wheelmatrix build` again (logs: "
+            + ", ".join(str(r.log) for r in failed)
+            + ")",
         )
     built = {r.cell_id for r in results if r.ok}
     missing = [c.id for c in plan.buildable if c.id not in built]
@@ -78,14 +113,18 @@ def run(args: argparse.Namespace) -> int:
             continue
         spec = matrix.platform(r.platform)
         if not args.no_repair and _host_os() not in _RUNS_HERE[spec.repair]:
-            other_host.append((r.cell_id, f"its wheels are repaired by {spec.repair}, which needs a {spec.runner} runner"))
+            other_host.append(
+                (r.cell_id, f"its wheels are repaired by {spec.repair}, which needs a {spec.runner} runner")
+            )
             continue
         path = Path(r.wheel)
         if not path.is_file():
             raise PackageError(f"the wheel of cell {r.cell_id} is gone: {path}", fix="run `wheelmatrix build` again")
         cells.append(CellWheel(r.cell_id, r.platform, r.variant, path))
     with console.status("assembling and repairing wheels", spinner="dots"):
-        finals = assemble_all(matrix, cells, args.dist, repair=not args.no_repair, exclude=args.exclude, timeout=args.timeout)
+        finals = assemble_all(
+            matrix, cells, args.dist, repair=not args.no_repair, exclude=args.exclude, timeout=args.timeout
+        )
     version = WheelName.parse(finals[0].path.name).version if finals else "0"
     record = make_record(
         matrix,

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from wheelmatrix import host as host_mod
+from wheelmatrix import toolchains
 from wheelmatrix.build.cells import (
     DEFAULT_TIMEOUT,
     BuildOptions,
@@ -42,15 +43,44 @@ class UnknownCell(WheelmatrixError):
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cell", action="append", default=[], metavar="ID", help="build only this cell (repeatable), e.g. linux-x86_64-cuda124")
-    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help=f"cells at once (default: cores / 2 = {default_jobs()})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="kill a cell's build after this long (default: %(default)g)")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, metavar="DIR", help="per-cell folders, logs and cells.json (default: %(default)s)")
+    parser.add_argument(
+        "--cell",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="build only this cell (repeatable), e.g. linux-x86_64-cuda124",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"cells at once (default: cores / 2 = {default_jobs()})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="kill a cell's build after this long (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        metavar="DIR",
+        help="per-cell folders, logs and cells.json (default: %(default)s)",
+    )
     cache = parser.add_mutually_exclusive_group()
-    cache.add_argument("--cache", type=Path, default=None, metavar="DIR", help="cell wheel cache (default: <work>/cache)")
+    cache.add_argument(
+        "--cache", type=Path, default=None, metavar="DIR", help="cell wheel cache (default: <work>/cache)"
+    )
     cache.add_argument("--no-cache", action="store_true", help="build every cell, ignore and fill no cache")
     parser.add_argument("--offline", action="store_true", help="use only toolchains already provided (no downloads)")
-    parser.add_argument("--no-isolation", action="store_true", help="build in this environment (scikit-build-core must be installed)")
+    parser.add_argument(
+        "--no-isolation", action="store_true", help="build in this environment (scikit-build-core must be installed)"
+    )
 
 
 def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
@@ -67,8 +97,6 @@ def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
 
 
 def _provider(matrix: Matrix, offline: bool) -> Provider:
-    from wheelmatrix import toolchains
-
     lock = toolchains.lock_path_of(matrix)
 
     def provide(spec: CudaSpec) -> Toolchain:
@@ -100,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=args.quiet)
     buildable = [c for c in cells if c.buildable]
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=args.quiet or not console.is_terminal,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet or not console.is_terminal,
     )
     task = progress.add_task("building cells", total=len(buildable))
 
@@ -111,11 +144,19 @@ def run(args: argparse.Namespace) -> int:
             return
         if result.status != "skipped":
             progress.advance(task)
-            progress.console.log(f"{cell_id}: {result.status} in {result.duration:.1f} s" + (f" ({result.reason})" if result.status == "failed" else ""))
+            progress.console.log(
+                f"{cell_id}: {result.status} in {result.duration:.1f} s"
+                + (f" ({result.reason})" if result.status == "failed" else "")
+            )
 
     options = BuildOptions(
-        work=work, cache=cache, jobs=jobs, timeout=args.timeout, isolation=not args.no_isolation,
-        offline=args.offline, on_event=on_event,
+        work=work,
+        cache=cache,
+        jobs=jobs,
+        timeout=args.timeout,
+        isolation=not args.no_isolation,
+        offline=args.offline,
+        on_event=on_event,
     )
     with progress:
         results = build_cells(matrix, cells, options, _provider(matrix, args.offline))
@@ -124,12 +165,17 @@ def run(args: argparse.Namespace) -> int:
         out.print(result_table(results))
     for r in results:
         if r.status == "failed" and r.tail:
-            console.print(f"[red]{r.cell_id} failed[/]: {r.reason} (log: {r.log})\n{r.tail}", markup=True, highlight=False)
+            console.print(
+                f"[red]{r.cell_id} failed[/]: {r.reason} (log: {r.log})\n{r.tail}", markup=True, highlight=False
+            )
     failed = [r for r in results if r.status == "failed"]
     other = [r for r in results if r.status == "skipped"]
     if other and not args.quiet:
         out.print(f"{len(other)} cells need another host: " + ", ".join(f"{r.cell_id} ({r.reason})" for r in other))
     if failed:
-        console.print(f"error: {len(failed)} of {len(buildable)} cells failed: {', '.join(r.cell_id for r in failed)}", markup=False)
+        console.print(
+            f"error: {len(failed)} of {len(buildable)} cells failed: {', '.join(r.cell_id for r in failed)}",
+            markup=False,
+        )
         return int(ExitCode.FAILURE)
     return 0

@@ -50,7 +50,11 @@ def make_matrix(
         python=("3.11",),
         rules=(),
         packaging=Packaging(
-            max_file_size=limit, project_quota=10 * 2**30, split=split, split_name="{name}-cu{major}", extra_name="cu{major}"
+            max_file_size=limit,
+            project_quota=10 * 2**30,
+            split=split,
+            split_name="{name}-cu{major}",
+            extra_name="cu{major}",
         ),
         publish=(),
     )
@@ -79,9 +83,7 @@ def compile_library(
         blob.write_bytes(random.Random(f"{variant}-{seed}").randbytes(pad))  # incompressible
         asm = out / f"pad_{variant}.S"
         sym = "kbit_pad"
-        asm.write_text(
-            f'.section .rodata\n.globl {sym}\n.globl {sym}_end\n{sym}:\n.incbin "{blob}"\n{sym}_end:\n'
-        )
+        asm.write_text(f'.section .rodata\n.globl {sym}\n.globl {sym}_end\n{sym}:\n.incbin "{blob}"\n{sym}_end:\n')
         args += ["-DKBIT_PAD", str(asm)]
     subprocess.run(args, check=True, cwd=out)
     return lib
@@ -89,7 +91,17 @@ def compile_library(
 
 def manifest(variant: str, library: str) -> dict[str, object]:
     if variant == "cpu":
-        return {"schema": 1, "library": library, "backend": "cpu", "cuda": None, "sass": [], "ptx": [], "version": VERSION, "runtime": None, "flags": {}}
+        return {
+            "schema": 1,
+            "library": library,
+            "backend": "cpu",
+            "cuda": None,
+            "sass": [],
+            "ptx": [],
+            "version": VERSION,
+            "runtime": None,
+            "flags": {},
+        }
     cuda = variant[4:]
     return {
         "schema": 1,
@@ -104,7 +116,9 @@ def manifest(variant: str, library: str) -> dict[str, object]:
     }
 
 
-def make_cell_wheel(tmp: Path, variant: str, *, windows: bool = False, pad: int = 0, threads: bool = False) -> CellWheel:
+def make_cell_wheel(
+    tmp: Path, variant: str, *, windows: bool = False, pad: int = 0, threads: bool = False
+) -> CellWheel:
     """A cell wheel as the project's build backend would write it (loader + one library)."""
     lib = compile_library(tmp / "objs", variant, windows=windows, pad=pad, threads=threads)
     plat = "win_amd64" if windows else "linux_x86_64"
@@ -114,8 +128,13 @@ def make_cell_wheel(tmp: Path, variant: str, *, windows: bool = False, pad: int 
     contents.put(f"kbit/_lib/{lib.name}", lib.read_bytes())
     contents.put(f"kbit/_lib/libkbit_{variant}.json", json.dumps(manifest(variant, lib.name), indent=1).encode())
     info = f"kbit-{VERSION}.dist-info"
-    contents.put(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: kbit\nVersion: {VERSION}\nSummary: test\nRequires-Python: >=3.9\n\nkbit test build\n".encode())
-    contents.put(f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-{plat}\n".encode())
+    contents.put(
+        f"{info}/METADATA",
+        f"Metadata-Version: 2.1\nName: kbit\nVersion: {VERSION}\nSummary: test\nRequires-Python: >=3.9\n\nkbit test build\n".encode(),
+    )
+    contents.put(
+        f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-{plat}\n".encode()
+    )
     contents.put(f"{info}/RECORD", b"")
     platform = "windows-x86_64" if windows else "linux-x86_64"
     out = write_wheel(contents, tmp / "cells" / f"{platform}-{variant}")
@@ -129,5 +148,10 @@ def fresh_venv(path: Path) -> Path:
 
 
 def pip_install(python: Path, *wheels: Path) -> None:
-    env = {"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": "/usr/bin:/bin"}
+    env = {
+        "PIP_CONFIG_FILE": "/dev/null",
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PATH": "/usr/bin:/bin",
+    }
     subprocess.run([str(python), "-m", "pip", "install", "-q", *map(str, wheels)], check=True, env=env)

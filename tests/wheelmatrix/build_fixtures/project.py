@@ -33,7 +33,8 @@ def kbit_matrix(source: Path, *, policy: str | None = None) -> Matrix:
     matrix = replace(matrix, project=replace(matrix.project, source=source))
     if policy is not None:
         matrix = replace(
-            matrix, platforms=tuple(replace(p, policy=policy) if p.name == "linux-x86_64" else p for p in matrix.platforms)
+            matrix,
+            platforms=tuple(replace(p, policy=policy) if p.name == "linux-x86_64" else p for p in matrix.platforms),
         )
     return matrix
 
