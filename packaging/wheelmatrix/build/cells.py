@@ -352,6 +352,10 @@ def build_cell(
     if not options.isolation:
         argv.append("--no-isolation")
     argv += [f"-C{s}" for s in settings]
+    if cell.cuda is not None:
+        # nvcc compiles the archs of one file in parallel; this cell's share of the cores. Not
+        # in the cache key: it changes how fast, not what is built.
+        argv.append(f"-C{_define('CMAKE_CUDA_FLAGS', f'--threads={parallel}')}")
     argv += [f"-Cbuild-dir={folder / 'cmake'}", str(matrix.project.source)]
     env = {**cell_env(matrix, cell, toolchain, parallel), **options.env}
     t1 = time.monotonic()
