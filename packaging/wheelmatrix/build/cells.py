@@ -420,13 +420,20 @@ def build_cells(
         return result
 
     start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
+    try:
         results = list(pool.map(one, cells))
+    except BaseException:
+        # interrupted: start no further cell; the running ones end by their own timeout or exit
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     write_results(options.work, results, wall_seconds=time.monotonic() - start)
     return results
 
 
 def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: float = 0.0) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     path = work / RESULTS_FILE
     merged: dict[str, dict[str, object]] = {}
     if path.is_file():  # a partial build (--cell) keeps the other cells' last results
