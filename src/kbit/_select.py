@@ -186,10 +186,13 @@ def select(
         reason = f"running on CPU: {why}"
         rejected = tuple(Rejection(lib, "no NVIDIA driver") for lib in cuda_libs)
         warning = None
-        if cuda_libs:
+        if probe.kernel_driver is not None:
+            # NVIDIA hardware and kernel module, but no usable user-space driver: the classic
+            # silent fallback (a container without GPU access, a half-installed driver).
             warning = (
-                f"kbit runs on CPU: {why}; the installed CUDA libraries "
-                f"({', '.join(lib.name for lib in cuda_libs)}) need an NVIDIA GPU and driver"
+                f"kbit runs on CPU: the NVIDIA kernel driver {probe.kernel_driver} is loaded but "
+                f"the CUDA driver library cannot be used ({why}); install the user-space driver "
+                "that matches it (libcuda), or give this container GPU access"
             )
         return _with_cpu(cpu_libs, reason, rejected, warning, libraries)
     if not gpus:

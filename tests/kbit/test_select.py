@@ -82,9 +82,17 @@ class Case:
 CASES = [
     Case("no-driver-cpu-only", (CPU,), NO_DRIVER, "libkbit_cpu.so",
          "running on CPU: no NVIDIA driver found"),
+    # CUDA libraries installed (a fat wheel) on a machine without NVIDIA hardware: CPU is right,
+    # no warning (python -m kbit still shows why)
     Case("no-driver-cuda-installed", ALL, NO_DRIVER, "libkbit_cpu.so",
-         "running on CPU: no NVIDIA driver found",
-         warning="need an NVIDIA GPU and driver"),
+         "running on CPU: no NVIDIA driver found", rejected=("no NVIDIA driver",)),
+    Case("kernel-module-without-libcuda", ALL,
+         DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
+                     kernel_driver="550.54.14"),
+         "libkbit_cpu.so", "running on CPU: no NVIDIA driver found",
+         warning="the NVIDIA kernel driver 550.54.14 is loaded but the CUDA driver library cannot "
+         "be used (no NVIDIA driver found: libcuda.so.1: cannot open); install the user-space "
+         "driver"),
     Case("driver-without-gpu", ALL,
          DriverProbe("libcuda.so.1", 12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)"),
          "libkbit_cpu.so", "CUDA_ERROR_NO_DEVICE", warning="CUDA_ERROR_NO_DEVICE"),
