@@ -4,6 +4,9 @@
 
 #include "kbit_common.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#  include <xmmintrin.h>
+#endif
 #if defined(_WIN32)
 #  include <windows.h>
 #else
@@ -100,7 +103,17 @@ static DWORD WINAPI kbit_thread_main(LPVOID p) {
 static void *kbit_thread_main(void *p) {
 #endif
     const kbit_task *t = (const kbit_task *)p;
+#if defined(__x86_64__) || defined(_M_X64)
+    /* IEEE float32 as docs/kbit-formats.md defines it, whatever the caller's floating-point
+     * state: no flush-to-zero (bit 15), no denormals-are-zero (bit 6), round to nearest (bits
+     * 13-14 = 0). A library built with -ffast-math in the same process may have set them. */
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved & ~(0x8000u | 0x0040u | 0x6000u));
     t->fn(t->ctx, t->begin, t->end);
+    _mm_setcsr(saved);
+#else
+    t->fn(t->ctx, t->begin, t->end);
+#endif
     return 0;
 }
 
@@ -114,7 +127,8 @@ static void kbit_parallel_for(int64_t items, int64_t elems_per_item,
     if (want < threads) threads = want < 1 ? 1 : (int)want;
     if (threads > items) threads = (int)items;
     if (threads <= 1) {
-        fn(ctx, 0, items);
+        kbit_task task = {fn, ctx, 0, items};
+        kbit_thread_main(&task);
         return;
     }
     kbit_task tasks[KBIT_MAX_THREADS];

@@ -262,6 +262,49 @@ def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path
     np.testing.assert_array_equal(got, np.where(np.isinf(finite), 0, finite))
 
 
+MXCSR_HELPER = """
+#include <xmmintrin.h>
+unsigned kbit_test_get_mxcsr(void) { return _mm_getcsr(); }
+void kbit_test_set_mxcsr(unsigned v) { _mm_setcsr(v); }
+"""
+
+
+def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_path: Path) -> None:
+    """A process whose thread runs with FTZ/DAZ (e.g. after loading a -ffast-math library) gets
+    the same codes and values: the CPU backend sets IEEE mode (MXCSR) for its own work."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed for the MXCSR helper"
+    (tmp_path / "mxcsr.c").write_text(MXCSR_HELPER)
+    sh([cc, "-shared", "-fPIC", "-O1", "-o", tmp_path / "libmxcsr.so", tmp_path / "mxcsr.c"])
+    helper = ctypes.CDLL(str(tmp_path / "libmxcsr.so"))
+    helper.kbit_test_get_mxcsr.restype = ctypes.c_uint
+    helper.kbit_test_set_mxcsr.argtypes = [ctypes.c_uint]
+    lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
+    x = (np.arange(1, 65, dtype=np.float32) * np.float32(1e-40)).astype(np.float32)  # subnormals
+
+    def roundtrip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, absmax, y = np.zeros(64, np.uint8), np.zeros(1, np.float32), np.zeros(64, np.float32)
+        assert lib.kbit_quantize_blockwise(0, 1, x.ctypes.data, codes.ctypes.data,
+                                           absmax.ctypes.data, 64, 64) == 0
+        assert lib.kbit_dequantize_blockwise(0, 1, codes.ctypes.data, absmax.ctypes.data,
+                                             y.ctypes.data, 64, 64) == 0
+        return codes, absmax, y
+
+    ieee = roundtrip()
+    assert np.count_nonzero(ieee[2]) > 32  # subnormal results really are produced
+    saved = helper.kbit_test_get_mxcsr()
+    try:
+        helper.kbit_test_set_mxcsr(saved | 0x8040)  # FTZ | DAZ on this thread
+        assert helper.kbit_test_get_mxcsr() & 0x8040 == 0x8040
+        flushed = roundtrip()
+        after = helper.kbit_test_get_mxcsr()
+    finally:
+        helper.kbit_test_set_mxcsr(saved)
+    for want, got in zip(ieee, flushed, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert after & 0x8040 == 0x8040  # the caller's mode is restored, not changed
+
+
 # ----------------------------------------------------------------------------- (b) CUDA 13.0 from PyPI
 
 
@@ -397,6 +440,28 @@ def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
     assert not any("cudart" in n or "stdc++" in n for n in needed), needed
 
 
+def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path,
+                                                               tmp_path: Path) -> None:
+    """KBIT_CUDA_RUNTIME=shared: the library NEEDS libcudart.so.13 and finds it through an RPATH
+    into NVIDIA's runtime wheel (site-packages/nvidia/cu13/lib), not the build toolkit's path."""
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed"
+    build = tmp_path / "build"
+    sh([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", "-DKBIT_CUDA_RUNTIME=shared",
+        "-DKBIT_CUDA_SASS=75", f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
+        f"-DCUDAToolkit_ROOT={cuda13}"], env=no_system_cuda_env())
+    sh([cmake, "--build", build], env=no_system_cuda_env())
+    library = build / "lib" / "libkbit_cuda130.so"
+    dynamic = sh(["readelf", "-d", library])
+    assert "[libcudart.so.13]" in dynamic
+    runpath = re.search(r"\((?:RUNPATH|RPATH)\).*\[(.+)\]", dynamic)
+    assert runpath and runpath.group(1).split(":")[0] == "$ORIGIN/../../nvidia/cu13/lib"
+    assert str(cuda13) not in dynamic
+    manifest = read_manifest(library.parent, "kbit_cuda130")
+    assert (manifest["runtime"], manifest["sass"], manifest["ptx"]) == ("shared", [75], [75])
+    assert newest_glibc(symbol_versions(library)) <= (2, 17)
+
+
 # ----------------------------------------------------------------------------- (c) glibc floor
 
 
@@ -462,3 +527,75 @@ def test_mingw_cross_build_gives_a_win_amd64_wheel(tmp_path_factory: pytest.Temp
     imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
     # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
     assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
+
+
+# ----------------------------------------------------------------------------- GPU (where lent)
+
+
+def _cudart(cuda13: Path) -> ctypes.CDLL:
+    rt = ctypes.CDLL(str(cuda13 / "lib" / "libcudart.so"))
+    rt.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    rt.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    rt.cudaFree.argtypes = [ctypes.c_void_p]
+    return rt
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pointers", ["host", "device"])
+def test_cuda_kernels_match_the_cpu_backend_bit_for_bit(
+    cuda13: Path, cuda13_wheel: tuple[Path, Path], cpu_wheel: Path, tmp_path: Path, pointers: str
+) -> None:
+    """Every format x dtype x blocksize: codes, absmax and dequantized values of the CUDA library
+    equal the CPU library's (which tests/kbit/test_kernels.py checks against the reference), with
+    host pointers (staged) and with device pointers (cudaMalloc through the toolkit's cudart)."""
+    gpu = load(unpack(cuda13_wheel[0], tmp_path / "gpu") / "libkbit_cuda130.so")
+    cpu = load(unpack(cpu_wheel, tmp_path / "cpu") / "libkbit_cpu.so")
+    assert gpu.kbit_device_count() > 0, gpu.kbit_last_error()
+    rt = _cudart(cuda13) if pointers == "device" else None
+    rng = np.random.default_rng(11)
+    for blocksize in (64, 128, 256, 512, 1024, 2048, 4096):
+        n = 3 * blocksize + 37  # a short last block and an odd tail
+        x32 = (rng.standard_normal(n) * 10.0).astype(np.float32)
+        x32[[1, 5, 9]] = [np.nan, np.inf, -np.inf]
+        bf16 = (x32.view(np.uint32) >> 16).astype(np.uint16)  # any bit pattern is a valid input
+        for dtype, x in ((0, x32), (1, x32.astype(np.float16)), (2, bf16)):
+            for bits, code in ((8, 0), (8, 1), (4, 0), (4, 1)):
+                results = [_run_roundtrip(lib, rt, dtype=dtype, code=code, bits=bits, x=x,
+                                          blocksize=blocksize) for lib in (cpu, gpu)]
+                for want, got in zip(results[0], results[1], strict=True):
+                    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
+                                                  err_msg=f"{bits=} {code=} {dtype=} {blocksize=}")
+
+
+def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code: int, bits: int,
+                   x: np.ndarray, blocksize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = x.size
+    codes = np.zeros(n if bits == 8 else (n + 1) // 2, np.uint8)
+    absmax = np.zeros(-(-n // blocksize), np.float32)
+    out = np.zeros_like(x)
+    quantize = lib.kbit_quantize_blockwise if bits == 8 else lib.kbit_quantize_4bit
+    dequantize = lib.kbit_dequantize_blockwise if bits == 8 else lib.kbit_dequantize_4bit
+    if rt is None or lib.kbit_backend() == b"cpu":
+        assert quantize(dtype, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n,
+                        blocksize) == 0, lib.kbit_last_error()
+        assert dequantize(dtype, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n,
+                          blocksize) == 0, lib.kbit_last_error()
+        return codes, absmax, out
+    arrays = {"x": x, "codes": codes, "absmax": absmax, "out": out}
+    dev: dict[str, ctypes.c_void_p] = {}
+    try:
+        for name, arr in arrays.items():
+            dev[name] = ctypes.c_void_p()
+            assert rt.cudaMalloc(ctypes.byref(dev[name]), max(arr.nbytes, 1)) == 0
+        assert rt.cudaMemcpy(dev["x"], x.ctypes.data, x.nbytes, 1) == 0  # host to device
+        assert quantize(dtype, code, dev["x"], dev["codes"], dev["absmax"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        assert dequantize(dtype, code, dev["codes"], dev["absmax"], dev["out"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        for name in ("codes", "absmax", "out"):
+            arr = arrays[name]
+            assert rt.cudaMemcpy(arr.ctypes.data, dev[name], arr.nbytes, 2) == 0  # device to host
+    finally:
+        for ptr in dev.values():
+            rt.cudaFree(ptr)
+    return codes, absmax, out
