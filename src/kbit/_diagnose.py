@@ -23,7 +23,8 @@ from kbit._probe import DriverProbe
 from kbit._select import ENV_CUDA_VERSION
 
 SCHEMA = 1
-ENV_VARS = (ENV_CUDA_VERSION, ENV_LIBRARY_DIR, "CUDA_VISIBLE_DEVICES", "CUDA_MODULE_LOADING")
+ENV_VARS = (ENV_CUDA_VERSION, ENV_LIBRARY_DIR, "KBIT_NUM_THREADS", "KBIT_CPU_PORTABLE",
+            "CUDA_VISIBLE_DEVICES", "CUDA_MODULE_LOADING")
 
 
 def _self_test() -> dict[str, Any]:
