@@ -229,3 +229,22 @@ def test_property_matches_reference(case: tuple[np.ndarray, str, int]) -> None:
     assert q.absmax.size == -(-x.size // blocksize)
     if fmt in FOUR_BIT and x.size % 2:
         assert int(q.codes[-1]) & 0x0F == 0  # the odd tail's low nibble
+
+
+@pytest.mark.parametrize("portable", ["0", "1"], ids=["f16c", "portable"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("fmt", R.FORMATS)
+def test_threads_and_portable_path(fmt: str, threads: str, portable: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large enough for the CPU library to split the work across threads (it starts one per
+    2^17 elements), with and without its F16C float16 conversion (csrc/include/kbit.h: the
+    library reads KBIT_NUM_THREADS and KBIT_CPU_PORTABLE at each call)."""
+    monkeypatch.setenv("KBIT_NUM_THREADS", threads)
+    monkeypatch.setenv("KBIT_CPU_PORTABLE", portable)
+    rng = np.random.default_rng([R.FORMATS.index(fmt), int(threads), int(portable)])
+    blocksize = 256 if fmt in FOUR_BIT else 1024
+    x = sample(rng, (1 << 19) + 12_345, blocksize, "float16")
+    x[::9973] = np.float16(np.inf)
+    x[5::7919] = np.float16(np.nan)
+    with np.errstate(invalid="ignore"):
+        check_against_reference(x, fmt, blocksize)
