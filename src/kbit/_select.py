@@ -213,21 +213,26 @@ def select(
         else:
             fits.append(fit)
     strict = [f for f in fits if not f.minor_compat]
-    minor = [f for f in fits if f.minor_compat and f.all_sass]
-    for f in fits:
-        if f.minor_compat and not f.all_sass:  # pragma: no cover - _fit rejects these already
-            rejected_list.append(Rejection(f.library, "needs PTX JIT on an older driver"))
+    minor = [f for f in fits if f.minor_compat]  # _fit admits these with SASS for every GPU only
     gpu_text = ", ".join(f"{g.name} (sm_{g.arch})" for g in gpus)
     if strict:
         # Stable sort: every-GPU SASS first, then the highest CUDA version.
         ranked = sorted(strict, key=lambda f: (not f.all_sass, _neg(f.library.cuda)))
         best = ranked[0]
-        reason = (
-            f"CUDA {best.library.cuda}: the highest CUDA version not newer than the driver "
-            f"(CUDA {driver_cuda})"
-            + (" with SASS for every GPU" if best.all_sass else "")
-            + f"; {best.how}"
-        )
+        highest = max(f.library.cuda or CudaVersion(0, 0) for f in strict)
+        if best.library.cuda == highest:
+            reason = (
+                f"CUDA {best.library.cuda}: the highest CUDA version not newer than the driver "
+                f"(CUDA {driver_cuda})"
+                + (" with SASS for every GPU" if best.all_sass else "")
+                + f"; {best.how}"
+            )
+        else:
+            reason = (
+                f"CUDA {best.library.cuda}: SASS for every GPU, preferred to the newer CUDA "
+                f"{highest} build, which would JIT-compile PTX (driver: CUDA {driver_cuda}); "
+                f"{best.how}"
+            )
         others = [f.library for f in ranked[1:]]
         for f in minor:  # strictly compatible libraries were preferred
             others.append(f.library)

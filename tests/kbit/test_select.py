@@ -133,7 +133,9 @@ CASES = [
          driver(13000, 61), "libkbit_cuda124.so", "CUDA 12.4",
          rejected=("older than every arch",)),
     Case("sass-preferred-over-ptx", (CPU, CU128, lib("130", SASS_13[:-2], (90,))),
-         driver(13000, 120), "libkbit_cuda128.so", "with SASS for every GPU"),
+         driver(13000, 120), "libkbit_cuda128.so",
+         "CUDA 12.8: SASS for every GPU, preferred to the newer CUDA 13.0 build, which would "
+         "JIT-compile PTX (driver: CUDA 13.0); SASS for GPU-sm120 (sm_120)"),
     Case("sass-minor-rule-86-on-89", (CPU, lib("124", (80, 86))), driver(12040, 89),
          "libkbit_cuda124.so", "SASS for GPU-sm89"),
     Case("sass-minor-rule-86-not-on-90", (CPU, lib("124", (80, 86))), driver(12040, 90),
