@@ -21,7 +21,12 @@
  *  - NaN/Inf: see the "Special values" section of docs/kbit-formats.md.
  *
  * Pointers: the CPU backend takes host pointers. The CUDA backend takes host or device pointers
- * (it asks cudaPointerGetAttributes and stages host memory through the device itself).
+ * (it asks cudaPointerGetAttributes and stages host memory through the device itself; device and
+ * managed pointers are used in place and must all be on one GPU). With n == 0 nothing is read or
+ * written and the pointers may be NULL.
+ * Calls are synchronous: the CUDA backend launches on the legacy default stream and synchronises
+ * it before returning. CPU backend environment: KBIT_NUM_THREADS (threads, default: the CPUs this
+ * process may run on), KBIT_CPU_PORTABLE=1 (no F16C instructions for float16).
  * All functions return KBIT_OK or an error code; kbit_last_error() gives the message
  * (thread-local, valid until the next call on the same thread).
  */

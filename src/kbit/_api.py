@@ -12,18 +12,19 @@ Codes come back flat (1-D) with the original shape recorded in :class:`Quantized
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kbit._errors import KbitError, KbitTypeError, KbitValueError
+from kbit._errors import KbitTypeError, KbitValueError, LibraryError
 from kbit._native import CODES4, CODES8, DTYPES
 
 BLOCKSIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 _DTYPE_LIST = ", ".join(DTYPES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare fields yourself
 class Quantized:
     """The result of a quantization: ``codes`` (uint8), ``absmax`` (float32, one per block) and
     what dequantizing needs. Unpacks as ``codes, absmax = kbit.quantize_blockwise(x)``."""
@@ -45,20 +46,17 @@ class Quantized:
 
 
 def _check_blocksize(blocksize: object) -> int:
-    if isinstance(blocksize, bool) or not isinstance(blocksize, int):
-        if type(blocksize).__name__.startswith("int") and hasattr(blocksize, "__index__"):
-            blocksize = int(blocksize)  # numpy integers
-        else:
-            raise KbitTypeError(
-                f"blocksize must be an int, got {type(blocksize).__name__}",
-                fix=f"pass one of {', '.join(map(str, BLOCKSIZES))}",
-            )
-    assert isinstance(blocksize, int)
-    if blocksize not in BLOCKSIZES:
-        raise KbitValueError(
-            f"blocksize={blocksize} is not supported; allowed: {', '.join(map(str, BLOCKSIZES))}"
+    if isinstance(blocksize, bool) or not hasattr(type(blocksize), "__index__"):
+        raise KbitTypeError(
+            f"blocksize must be an int, got {type(blocksize).__name__}",
+            fix=f"pass one of {', '.join(map(str, BLOCKSIZES))}",
         )
-    return blocksize
+    value = operator.index(blocksize)  # type: ignore[arg-type]  # int, numpy integers
+    if value not in BLOCKSIZES:
+        raise KbitValueError(
+            f"blocksize={value} is not supported; allowed: {', '.join(map(str, BLOCKSIZES))}"
+        )
+    return value
 
 
 def _check_code(code: object, allowed: dict[str, int], argument: str) -> str:
@@ -211,7 +209,7 @@ def _run(function: str, dtype: str, code: int, bufs: tuple[_Buffer, _Buffer, _Bu
             from kbit._loader import runtime
 
             reason = runtime().selection
-            raise KbitError(
+            raise LibraryError(
                 "CUDA tensors need a CUDA kbit library, but kbit runs on CPU"
                 + (f" ({reason.reason})" if reason else ""),
                 fix="run `python -m kbit` to see why, or pass CPU tensors",
@@ -286,7 +284,7 @@ def _dequantize(
         q = codes
         if q.bits != bits:
             other = "dequantize_4bit" if q.bits == 4 else "dequantize_blockwise"
-            raise KbitValueError(f"this is a {q.bits}-bit result: use kbit.{other}")
+            raise KbitValueError(f"this Quantized result is {q.bits}-bit: use kbit.{other}")
         if absmax is not None:
             raise KbitTypeError("absmax must not be given with a Quantized result (it holds one)")
         for given, held, name in ((code, q.code, argument), (blocksize, q.blocksize, "blocksize")):

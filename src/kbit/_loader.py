@@ -29,6 +29,7 @@ from pathlib import Path
 from kbit._errors import (
     CpuFallbackWarning,
     KbitError,
+    KbitWarning,
     LibraryError,
     LibraryLoadError,
     LibraryLoadWarning,
@@ -200,11 +201,11 @@ def resolve(
     library, failures = load(selection)
     error: KbitError | None = None
     if library is None:
-        lines = [selection.reason]
-        lines += [f"{f.library.path}: {f.error}" for f in failures]
+        lines = [f"{f.library.path}: {f.error}" for f in failures]
         lines += [f"{p}" for p in discovery.problems]
         error = LibraryError(
-            "no kbit library could be loaded:\n  " + "\n  ".join(lines),
+            f"no kbit library could be loaded: {selection.reason}"
+            + "".join(f"\n  {line}" for line in lines),
             fix="reinstall kbit (pip install --force-reinstall kbit); `python -m kbit` shows "
             "what is installed",
         )
@@ -230,7 +231,8 @@ def _warning(
     if failed:
         parts.append(failed)
         parts.append(f"using {library.info.name} instead")
-    return ("; ".join(parts) or None), LibraryLoadWarning
+        return "; ".join(parts), LibraryLoadWarning
+    return ("; ".join(parts) or None), KbitWarning  # notes on a forced or minor-version choice
 
 
 _lock = threading.Lock()
@@ -255,6 +257,13 @@ def library() -> NativeLibrary:
         assert rt.error is not None
         raise rt.error.with_traceback(None)
     return rt.library
+
+
+def install(rt: Runtime) -> None:
+    """Make ``rt`` the process's runtime (``python -m kbit`` self-tests the one it reports)."""
+    global _cached
+    with _lock:
+        _cached = rt
 
 
 def reset() -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from kbit._errors import KbitValueError, KernelError, LibraryLoadError
 from kbit._manifest import CudaVersion, LibraryInfo
@@ -45,11 +50,42 @@ def _archs(text: str) -> tuple[int, ...]:
     return tuple(sorted({int(p) for p in text.replace(",", ";").split(";") if p.strip()}))
 
 
+def nvidia_roots() -> list[Path]:
+    """Folders of the ``nvidia`` namespace package (NVIDIA's runtime wheels), found, not imported."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(p) for p in spec.submodule_search_locations]
+
+
+def dll_search_dirs(info: LibraryInfo, roots: Sequence[Path]) -> list[Path]:
+    """Windows: where a library's DLL dependencies are (Python 3.8+ ignores PATH for them): its own
+    folder, and for a shared CUDA runtime the ``bin`` folders of NVIDIA's runtime wheels
+    (``nvidia/cu13/bin`` from CUDA 13, ``nvidia/cuda_runtime/bin`` before). On Linux the library's
+    RUNPATH does this job."""
+    dirs = [info.path.parent]
+    if info.runtime == "shared" and info.cuda is not None:
+        for root in roots:
+            for sub in (root / f"cu{info.cuda.major}" / "bin", root / "cuda_runtime" / "bin"):
+                if sub.is_dir():
+                    dirs.append(sub)
+    return dirs
+
+
 class NativeLibrary:
     """A loaded library: its manifest, its identity and its four kernels."""
 
     def __init__(self, info: LibraryInfo) -> None:
         self.info = info
+        self._dll_dirs: list[Any] = []
+        if sys.platform == "win32":
+            for d in dll_search_dirs(info, nvidia_roots()):
+                self._dll_dirs.append(os.add_dll_directory(str(d)))
         try:
             self._lib = ctypes.CDLL(str(info.path))
         except OSError as exc:

@@ -2,8 +2,8 @@
 
 ``kbit_library_dir`` (session): a folder holding the CPU library built from this repository and
 its manifest. ``KBIT_LIBRARY_DIR`` names one when set (CI can build once and share it); otherwise
-the library is built here with CMake (the root CMakeLists.txt, backend ``cpu``) into
-``build/kbit-tests/`` and reused by later runs while the sources are unchanged (CMake decides).
+the library is built here with CMake (the root CMakeLists.txt, backend ``cpu``) into pytest's
+cache (``.pytest_cache/d/kbit-build/``) and reused by later runs (CMake rebuilds what changed).
 
 ``fake_libcuda`` (session): a stand-in for the NVIDIA driver library compiled from
 ``fake_libcuda/fake_libcuda.c``, for probe tests on machines without a GPU (this one has none).
@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wheelmatrix._proc import run
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-BUILD = ROOT / "build" / "kbit-tests"
+
+# The tests import reference.py (and one another's helpers) by name; under any import mode
+# (the repository runs pytest with --import-mode=importlib) this folder must be on sys.path.
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,6 +34,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "gpu: needs an NVIDIA GPU and driver; skipped (with the reason) where none is"
     )
     config.addinivalue_line("markers", "slow: a real build that takes more than a few seconds")
+
+
+def run(argv: list[object], *, timeout: float) -> None:
+    """Run a build command; on failure stop the session with the command and its output's tail.
+
+    (kbit's tests run on every Python kbit supports, 3.9 included, so they do not import the
+    wheelmatrix toolkit and its subprocess wrapper.)"""
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise pytest.UsageError(f"`{' '.join(args)}` ran past {timeout:g} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise pytest.UsageError(f"`{' '.join(args)}` exited with {proc.returncode}:\n{tail}")
 
 
 def _has_gpu() -> str | None:
@@ -69,12 +88,52 @@ def build_cpu_library(build: Path) -> Path:
     raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cpu{suffix} + .json")
 
 
+def build_cuda_library(build: Path, sass: str) -> Path:
+    """Build libkbit_cuda<XY> with CMake for the given SASS archs (the GPUs present); the CUDA
+    toolkit is whatever CMake finds (CUDACXX / PATH). Returns the folder with it and its manifest."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise pytest.UsageError("cmake is needed to build the CUDA library (or set "
+                                "KBIT_CUDA_LIBRARY_DIR)")
+    run([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", f"-DKBIT_CUDA_SASS={sass}",
+         "-DCMAKE_BUILD_TYPE=Release"], timeout=600)
+    run([cmake, "--build", build, "--parallel", "2"], timeout=1200)
+    for manifest in sorted(build.rglob("libkbit_cuda*.json")):
+        return manifest.parent
+    raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cuda*.json")
+
+
+def _build_root(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
+    """Where CMake builds for tests live: pytest's cache (kept between runs, so CMake rebuilds
+    only what changed), or a temporary folder when the cache plugin is off."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("kbit-build"))
+    return factory.mktemp("kbit-build")
+
+
 @pytest.fixture(scope="session")
-def kbit_library_dir() -> Path:
+def kbit_cuda_library_dir(pytestconfig: pytest.Config,
+                          tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a CUDA library: KBIT_CUDA_LIBRARY_DIR, else built here for the GPUs present
+    (GPU tests only)."""
+    given = os.environ.get("KBIT_CUDA_LIBRARY_DIR", "").strip()
+    if given:
+        return Path(given)
+    from kbit._probe import probe_driver
+
+    archs = sorted({str(g.arch) for g in probe_driver().gpus})
+    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda",
+                              ";".join(archs))
+
+
+@pytest.fixture(scope="session")
+def kbit_library_dir(pytestconfig: pytest.Config,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("KBIT_LIBRARY_DIR", "").strip()
     if given:
         return Path(given)
-    return build_cpu_library(BUILD / "cpu")
+    return build_cpu_library(_build_root(pytestconfig, tmp_path_factory) / "cpu")
 
 
 @pytest.fixture(scope="session")

@@ -229,12 +229,14 @@ def test_runtime_warns_once(kbit_library_dir: Path, tmp_path: Path,
     corrupt_cuda(tmp_path)
     monkeypatch.setenv("KBIT_LIBRARY_DIR", str(tmp_path))
     monkeypatch.delenv("KBIT_CUDA_VERSION", raising=False)
-    # The real probe: no driver here, so the CUDA library is set aside (never loaded) and the
-    # warning says why kbit runs on CPU although a CUDA library is installed.
-    monkeypatch.setattr(_loader, "probe_driver", lambda: NO_DRIVER)
+    # A MOCKED probe: an NVIDIA kernel module without a usable libcuda (a container without GPU
+    # access); the CUDA library is set aside (never loaded) and the warning says why.
+    broken = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
+                         kernel_driver="550.54.14")
+    monkeypatch.setattr(_loader, "probe_driver", lambda: broken)
     _loader.reset()
     try:
-        with pytest.warns(CpuFallbackWarning, match="need an NVIDIA GPU and driver") as record:
+        with pytest.warns(CpuFallbackWarning, match="kernel driver 550.54.14 is loaded") as record:
             _loader.library()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a second use must not warn again
@@ -298,3 +300,48 @@ def test_warnings_filter_error_does_not_break_cpu_only(kbit_cpu: Path) -> None:
         warnings.simplefilter("error")
         q = kbit.quantize_blockwise(np.arange(10, dtype=np.float32))
     assert q.codes.shape == (10,)
+
+
+def test_missing_dependency_is_reported(kbit_library_dir: Path, tmp_path: Path) -> None:
+    """A real shared library whose dependency is gone (as a CUDA library linked against a shared
+    CUDA runtime that is not installed): dlopen's error names the missing file."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc is not None, "a C compiler is needed for this test"
+    dep_dir = tmp_path / "dep"
+    dep_dir.mkdir()
+    (dep_dir / "dep.c").write_text("int kbit_test_dependency(void) { return 1; }\n")
+    (tmp_path / "lib.c").write_text(
+        "int kbit_test_dependency(void);\nint kbit_abi_version(void) "
+        "{ return kbit_test_dependency(); }\n")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", dep_dir / "libkbitgone.so", dep_dir / "dep.c"],
+                   check=True)
+    libdir = tmp_path / "libs"
+    copy_cpu(kbit_library_dir, libdir)
+    target = libdir / f"libkbit_cuda124{SUFFIX}"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", target, tmp_path / "lib.c",
+                    f"-L{dep_dir}", "-lkbitgone"], check=True)
+    manifest(libdir, "libkbit_cuda124")
+    shutil.rmtree(dep_dir)  # the dependency disappears
+    rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(libdir)}, H100)
+    assert rt.on_cpu
+    [failure] = rt.failures
+    assert failure.error.startswith(f"cannot load {target}: ")
+    assert "libkbitgone.so: cannot open shared object file" in failure.error
+
+
+def test_dll_search_dirs_for_a_shared_cuda_runtime(tmp_path: Path) -> None:
+    """Windows only needs these folders (the function is pure path logic, checked here)."""
+    from kbit._manifest import parse_manifest
+    from kbit._native import dll_search_dirs
+
+    roots = [tmp_path / "site" / "nvidia"]
+    (roots[0] / "cu13" / "bin").mkdir(parents=True)
+    (roots[0] / "cuda_runtime" / "bin").mkdir(parents=True)
+    data = {"schema": 1, "library": "libkbit_cuda130.dll", "backend": "cuda", "cuda": "13.0",
+            "sass": [75], "ptx": [], "version": "0.1.0", "runtime": "shared"}
+    lib_dir = tmp_path / "kbit" / "_lib"
+    shared = parse_manifest(data, lib_dir / "libkbit_cuda130.json", "kbit")
+    assert dll_search_dirs(shared, roots) == [lib_dir, roots[0] / "cu13" / "bin",
+                                              roots[0] / "cuda_runtime" / "bin"]
+    static = parse_manifest({**data, "runtime": "static"}, lib_dir / "libkbit_cuda130.json", "kbit")
+    assert dll_search_dirs(static, roots) == [lib_dir]

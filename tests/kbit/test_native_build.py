@@ -1,0 +1,601 @@
+"""Real builds of kbit's native libraries: wheels, a CUDA 13.0 variant from PyPI, glibc floor,
+Windows cross-build. Everything here runs the real tools (scikit-build-core through
+`python -m build`, nvcc, zig, auditwheel, mingw-w64, cuobjdump); nothing is mocked. No GPU is
+needed: the CUDA library is loaded and asked for its identity, not run.
+
+Needs (the `build` extra of wheelmatrix + Debian packages): build, auditwheel, ziglang, cmake,
+ninja or make, g++, g++-mingw-w64-x86-64, network access to PyPI for the CUDA toolkit wheels
+(cached under pytest's cache dir after the first run).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT_VERSION = re.search(
+    r'^\[project\][^[]*?^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE | re.DOTALL
+)
+assert PYPROJECT_VERSION is not None
+VERSION = PYPROJECT_VERSION.group(1)
+
+CUDA13_SASS = (75, 120)
+CUDA13_PTX = (120,)
+# manylinux_2_28 is the newest policy kbit's Linux wheels may need (DEVELOPERS.md, toolchains.md).
+GLIBC_CEILING = (2, 28)
+
+pytestmark = pytest.mark.slow
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def sh(argv: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 900,
+       cwd: Path | None = None) -> str:
+    """Run a command; on failure, fail the test with its output tail."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
+        pytest.fail(f"command failed ({proc.returncode}): {' '.join(map(str, argv))}\n{tail}")
+    return proc.stdout + proc.stderr
+
+
+def need_module(name: str) -> None:
+    try:
+        __import__(name)
+    except ImportError:
+        pytest.fail(f"these tests need the Python package '{name}' (pip install {name})")
+
+
+def zig_executable() -> Path:
+    need_module("ziglang")
+    import ziglang
+
+    return Path(ziglang.__file__).parent / "zig"
+
+
+def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              name: str) -> Path:
+    cache = request.config.cache
+    if cache is not None:
+        return Path(cache.mkdir(name))
+    return tmp_path_factory.mktemp(name)
+
+
+def build_wheel(outdir: Path, *config: str, env: dict[str, str] | None = None) -> Path:
+    """`python -m build --wheel` of the repository root with -C settings; returns the wheel."""
+    need_module("build")
+    argv: list[str | Path] = [sys.executable, "-m", "build", "--wheel", "--outdir", outdir]
+    for setting in config:
+        argv += ["-C", setting]
+    sh([*argv, ROOT], env=env)
+    wheels = sorted(outdir.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def unpack(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(dest)
+    return dest / "kbit" / "_lib"
+
+
+def read_manifest(lib_dir: Path, stem: str) -> dict[str, object]:
+    data = json.loads((lib_dir / f"lib{stem}.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    for name in ("kbit_version", "kbit_backend", "kbit_sass_archs", "kbit_ptx_archs",
+                 "kbit_last_error"):
+        getattr(lib, name).restype = ctypes.c_char_p
+    vp, i64, ci = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
+                 "kbit_dequantize_4bit"):
+        getattr(lib, name).argtypes = [ci, ci, vp, vp, vp, i64, ci]
+    return lib
+
+
+def auditwheel_tag(wheel: Path) -> tuple[str, dict[str, object]]:
+    need_module("auditwheel")
+    out = sh([sys.executable, "-m", "auditwheel", "show", "--json", wheel])
+    start = out.index("{")
+    data = json.loads(out[start : out.rindex("}") + 1])
+    return str(data["overall_tag"]), data
+
+
+def manylinux_glibc(tag: str) -> tuple[int, int]:
+    m = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
+    assert m, f"auditwheel rated the wheel {tag}, not a manylinux tag"
+    return int(m.group(1)), int(m.group(2))
+
+
+def symbol_versions(library: Path) -> set[str]:
+    """Version names the library needs (GLIBC_2.x, GLIBCXX_3.4.x, ...), from its dynamic table."""
+    out = sh(["objdump", "-T", library])
+    return set(re.findall(r"\b(GLIBC(?:XX)?_[0-9.]+)\b", out))
+
+
+def newest_glibc(versions: set[str]) -> tuple[int, ...]:
+    found = [tuple(int(p) for p in v.split("_")[1].split(".")) for v in versions
+             if v.startswith("GLIBC_")]
+    return max(found)
+
+
+# ----------------------------------------------------------------------------- the code tables
+
+
+def test_code_tables_are_generated_from_the_definitions() -> None:
+    """csrc/kbit_codes.h is exactly what csrc/gen_kbit_codes.py writes (no hand edits)."""
+    sh([sys.executable, ROOT / "csrc" / "gen_kbit_codes.py", "--check"])
+
+
+# ----------------------------------------------------------------------------- (a) CPU wheel
+
+
+@pytest.fixture(scope="module")
+def cpu_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("cpu-wheel"))
+
+
+def test_cpu_wheel_holds_library_and_manifest(cpu_wheel: Path, tmp_path: Path) -> None:
+    assert re.fullmatch(rf"kbit-{re.escape(VERSION)}-py3-none-linux_x86_64\.whl", cpu_wheel.name)
+    with zipfile.ZipFile(cpu_wheel) as zf:
+        names = set(zf.namelist())
+    assert {"kbit/_lib/libkbit_cpu.so", "kbit/_lib/libkbit_cpu.json", "kbit/__init__.py"} <= names
+    assert not any(n.endswith(".json") and "_lib/" in n and "cpu" not in n for n in names)
+    lib_dir = unpack(cpu_wheel, tmp_path)
+    manifest = read_manifest(lib_dir, "kbit_cpu")
+    assert manifest["schema"] == 1
+    assert manifest["library"] == "libkbit_cpu.so"
+    assert manifest["backend"] == "cpu"
+    assert manifest["cuda"] is None
+    assert manifest["sass"] == [] and manifest["ptx"] == []
+    assert manifest["version"] == VERSION
+    assert manifest["runtime"] is None
+    assert isinstance(manifest["flags"], dict) and manifest["flags"]["build_type"] == "Release"
+    lib = load(lib_dir / "libkbit_cpu.so")
+    assert lib.kbit_version().decode() == VERSION
+    assert lib.kbit_backend() == b"cpu"
+    assert lib.kbit_abi_version() == 1
+    assert (lib.kbit_cuda_version(), lib.kbit_device_count()) == (0, 0)
+
+
+def test_cpu_library_needs_no_cxx_runtime(cpu_wheel: Path, tmp_path: Path) -> None:
+    """Only libc (+ the dynamic loader): no libstdc++, libgcc_s or libm, no GLIBCXX symbols."""
+    library = unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so"
+    needed = set(re.findall(r"\(NEEDED\).*\[(.+)\]", sh(["readelf", "-d", library])))
+    assert needed <= {"libc.so.6", "ld-linux-x86-64.so.2", "libpthread.so.0"}, needed
+    assert not any(v.startswith("GLIBCXX") for v in symbol_versions(library))
+    exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
+    assert exported and all(s.startswith("kbit_") for s in exported), exported
+
+
+def test_cpu_roundtrip_smoke(cpu_wheel: Path, tmp_path: Path) -> None:
+    """Quantize/dequantize through ctypes; the full reference tests are tests/kbit/test_kernels.py."""
+    lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(10_001).astype(np.float32)
+    codes = np.zeros(x.size, np.uint8)
+    absmax = np.zeros(-(-x.size // 256), np.float32)
+    assert lib.kbit_quantize_blockwise(0, 0, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data,
+                                       x.size, 256) == 0
+    y = np.zeros_like(x)
+    assert lib.kbit_dequantize_blockwise(0, 0, codes.ctypes.data, absmax.ctypes.data,
+                                         y.ctypes.data, x.size, 256) == 0
+    np.testing.assert_array_equal(absmax, _block_absmax(x, 256))
+    assert np.max(np.abs(y - x) / np.repeat(absmax, 256)[: x.size]) < 0.02
+    packed = np.zeros((x.size + 1) // 2, np.uint8)
+    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data,
+                                  x.size, 256) == 0
+    assert packed[-1] & 0x0F == 0  # odd n: the last low nibble stays 0
+    assert lib.kbit_dequantize_4bit(0, 0, packed.ctypes.data, absmax.ctypes.data,
+                                    y.ctypes.data, x.size, 256) == 0
+    assert np.max(np.abs(y - x) / np.repeat(absmax, 256)[: x.size]) < 0.2
+    # a bad blocksize is refused with a message naming the allowed ones
+    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data,
+                                  x.size, 100) == 1
+    assert b"blocksize 100" in lib.kbit_last_error()
+
+
+def _block_absmax(x: np.ndarray, bs: int) -> np.ndarray:
+    pad = np.zeros(-x.size % bs, np.float32)
+    return np.abs(np.concatenate([x, pad])).reshape(-1, bs).max(axis=1)
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["f16c-if-present", "portable"])
+def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path: Path,
+                                                       portable: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dequantizing code 1.0 (dynamic index 255) with absmax a gives exactly a, rounded to the
+    output dtype: compared with NumPy's float16 cast (round to nearest even) over random float32
+    bit patterns, and with an integer RNE reference for bfloat16. Both CPU paths: F16C
+    instructions (where the CPU has them) and the portable bit manipulation."""
+    monkeypatch.setenv("KBIT_CPU_PORTABLE", "1" if portable else "0")
+    lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    special = np.array([0x477FEFFF, 0x477FF000, 0x33000000, 0x33000001, 0x387FC000, 0x38800000,
+                        0x7F800000, 0xFF800000, 0x00000001, 0x80000000], np.uint32)
+    absmax = np.concatenate([bits, special]).view(np.float32)
+    absmax = absmax[~np.isnan(absmax)]
+    n = absmax.size * 64
+    codes = np.full(n, 255, np.uint8)
+    out16 = np.zeros(n, np.uint16)
+    assert lib.kbit_dequantize_blockwise(1, 0, codes.ctypes.data, absmax.ctypes.data,
+                                         out16.ctypes.data, n, 64) == 0
+    with np.errstate(over="ignore"):  # values beyond 65504 become inf, as intended
+        want16 = absmax.astype(np.float16)
+    np.testing.assert_array_equal(out16[::64].view(np.float16), want16)
+    assert lib.kbit_dequantize_blockwise(2, 0, codes.ctypes.data, absmax.ctypes.data,
+                                         out16.ctypes.data, n, 64) == 0
+    u = absmax.view(np.uint32).astype(np.uint64)
+    want = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    np.testing.assert_array_equal(out16[::64], want)
+    # float16 input: every bit pattern widens exactly (absmax = |x| of a one-element block)
+    halves = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    halves = halves[~np.isnan(halves.view(np.float16))]
+    codes = np.zeros(halves.size * 64, np.uint8)
+    block = np.zeros(halves.size * 64, np.uint16)
+    block[::64] = halves
+    got = np.zeros(halves.size, np.float32)
+    assert lib.kbit_quantize_blockwise(1, 0, block.ctypes.data, codes.ctypes.data,
+                                       got.ctypes.data, block.size, 64) == 0
+    finite = np.abs(halves.view(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got, np.where(np.isinf(finite), 0, finite))
+
+
+MXCSR_HELPER = """
+#include <xmmintrin.h>
+unsigned kbit_test_get_mxcsr(void) { return _mm_getcsr(); }
+void kbit_test_set_mxcsr(unsigned v) { _mm_setcsr(v); }
+"""
+
+
+def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_path: Path) -> None:
+    """A process whose thread runs with FTZ/DAZ (e.g. after loading a -ffast-math library) gets
+    the same codes and values: the CPU backend sets IEEE mode (MXCSR) for its own work."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed for the MXCSR helper"
+    (tmp_path / "mxcsr.c").write_text(MXCSR_HELPER)
+    sh([cc, "-shared", "-fPIC", "-O1", "-o", tmp_path / "libmxcsr.so", tmp_path / "mxcsr.c"])
+    helper = ctypes.CDLL(str(tmp_path / "libmxcsr.so"))
+    helper.kbit_test_get_mxcsr.restype = ctypes.c_uint
+    helper.kbit_test_set_mxcsr.argtypes = [ctypes.c_uint]
+    lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
+    x = (np.arange(1, 65, dtype=np.float32) * np.float32(1e-40)).astype(np.float32)  # subnormals
+
+    def roundtrip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, absmax, y = np.zeros(64, np.uint8), np.zeros(1, np.float32), np.zeros(64, np.float32)
+        assert lib.kbit_quantize_blockwise(0, 1, x.ctypes.data, codes.ctypes.data,
+                                           absmax.ctypes.data, 64, 64) == 0
+        assert lib.kbit_dequantize_blockwise(0, 1, codes.ctypes.data, absmax.ctypes.data,
+                                             y.ctypes.data, 64, 64) == 0
+        return codes, absmax, y
+
+    ieee = roundtrip()
+    assert np.count_nonzero(ieee[2]) > 32  # subnormal results really are produced
+    saved = helper.kbit_test_get_mxcsr()
+    try:
+        helper.kbit_test_set_mxcsr(saved | 0x8040)  # FTZ | DAZ on this thread
+        assert helper.kbit_test_get_mxcsr() & 0x8040 == 0x8040
+        flushed = roundtrip()
+        after = helper.kbit_test_get_mxcsr()
+    finally:
+        helper.kbit_test_set_mxcsr(saved)
+    for want, got in zip(ieee, flushed, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert after & 0x8040 == 0x8040  # the caller's mode is restored, not changed
+
+
+# ----------------------------------------------------------------------------- (b) CUDA 13.0 from PyPI
+
+
+def provision_cuda13_from_pypi(dest: Path) -> Path:
+    """A CUDA 13.0 toolkit (nvcc, cicc, crt headers, cudart, CCCL) from PyPI wheels alone, in
+    `dest`; returns the toolkit root (…/nvidia/cu13). Stand-in for wheelmatrix's toolchain stage.
+
+    One `pip install --target` for all wheels (a second call would replace nvidia/), then the
+    two fix-ups measured in toolchains.md: nvcc.profile looks in lib64 (the wheel has lib), and
+    CMake's FindCUDAToolkit wants an unversioned libcudart.so even for the static runtime."""
+    root = dest / "nvidia" / "cu13"
+    if (root / ".kbit-provisioned").is_file():
+        return root
+    if dest.exists():
+        shutil.rmtree(dest)
+    sh([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", dest,
+        "nvidia-cuda-nvcc==13.0.*", "nvidia-nvvm==13.0.*", "nvidia-cuda-crt==13.0.*",
+        "nvidia-cuda-runtime==13.0.*", "nvidia-cuda-cccl==13.0.*"],
+       env={"PIP_CONFIG_FILE": os.devnull}, timeout=1800)
+    if not (root / "lib64").exists():
+        (root / "lib64").symlink_to("lib")
+    cudart = sorted((root / "lib").glob("libcudart.so.*"))
+    assert cudart, f"no libcudart.so.* in {root / 'lib'}"
+    if not (root / "lib" / "libcudart.so").exists():
+        (root / "lib" / "libcudart.so").symlink_to(cudart[0].name)
+    (root / ".kbit-provisioned").write_text("ok\n")
+    return root
+
+
+def provision_cuobjdump_from_pypi(dest: Path) -> Path:
+    """cuobjdump from PyPI (the 13.2+ wheels read 13.0 fatbins; there is none for 13.0)."""
+    exe = dest / "nvidia" / "cu13" / "bin" / "cuobjdump"
+    if not exe.is_file():
+        sh([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", dest,
+            "nvidia-cuda-cuobjdump>=13.2,<14"], env={"PIP_CONFIG_FILE": os.devnull}, timeout=600)
+    assert exe.is_file()
+    return exe
+
+
+@pytest.fixture(scope="module")
+def cuda13(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return provision_cuda13_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuda13-pypi"))
+
+
+def cuda_config(root: Path, build_dir: Path) -> list[str]:
+    return [
+        "cmake.define.KBIT_BACKEND=cuda",
+        "cmake.define.KBIT_CUDA_SASS=" + ",".join(map(str, CUDA13_SASS)),
+        "cmake.define.KBIT_CUDA_PTX=" + ",".join(map(str, CUDA13_PTX)),
+        f"cmake.define.CMAKE_CUDA_COMPILER={root / 'bin' / 'nvcc'}",
+        f"cmake.define.CUDAToolkit_ROOT={root}",
+        f"build-dir={build_dir}",
+    ]
+
+
+def no_system_cuda_env() -> dict[str, str]:
+    """PATH without any CUDA folder and no CUDA_* variables: only the PyPI toolkit can be used."""
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if "cuda" not in p.lower())
+    env = {"PATH": path}
+    for var in ("CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT", "CUDACXX"):
+        env[var] = ""
+    return env
+
+
+@pytest.fixture(scope="module")
+def cuda13_wheel(cuda13: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    build_dir = tmp_path_factory.mktemp("cuda13-build")
+    wheel = build_wheel(tmp_path_factory.mktemp("cuda13-wheel"), *cuda_config(cuda13, build_dir),
+                        env=no_system_cuda_env())
+    return wheel, build_dir
+
+
+def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[Path, Path],
+                                              tmp_path: Path) -> None:
+    wheel, build_dir = cuda13_wheel
+    # The build used the PyPI toolkit and nothing else.
+    cache = (build_dir / "CMakeCache.txt").read_text()
+    compiler = re.search(r"^CMAKE_CUDA_COMPILER:\w+=(.+)$", cache, re.MULTILINE)
+    assert compiler and Path(compiler.group(1)).resolve() == (cuda13 / "bin" / "nvcc").resolve()
+    for line in re.findall(r"^CUDA_cudart\w*LIBRARY:\w+=(.+)$", cache, re.MULTILINE):
+        assert Path(line).resolve().is_relative_to(cuda13.resolve()), line
+    assert "/usr/local/cuda" not in cache
+
+    lib_dir = unpack(wheel, tmp_path)
+    manifest = read_manifest(lib_dir, "kbit_cuda130")
+    assert manifest["library"] == "libkbit_cuda130.so"
+    assert (manifest["backend"], manifest["cuda"]) == ("cuda", "13.0")
+    assert manifest["sass"] == list(CUDA13_SASS) and manifest["ptx"] == list(CUDA13_PTX)
+    assert manifest["runtime"] == "static" and manifest["version"] == VERSION
+    assert isinstance(manifest["flags"], dict)
+    assert manifest["flags"]["compress"] == ["-Xfatbin", "-compress-all"]
+
+    lib = load(lib_dir / "libkbit_cuda130.so")
+    assert lib.kbit_backend() == b"cuda"
+    assert 13000 <= lib.kbit_cuda_version() < 13010
+    assert 13000 <= lib.kbit_cuda_runtime_version() < 13010  # static runtime: no driver needed
+    assert lib.kbit_sass_archs().decode() == ";".join(map(str, CUDA13_SASS))
+    assert lib.kbit_ptx_archs().decode() == ";".join(map(str, CUDA13_PTX))
+    assert lib.kbit_version().decode() == VERSION
+    count = lib.kbit_device_count()  # 0 with a reason where there is no GPU/driver
+    assert count >= 0
+    if count == 0:
+        assert lib.kbit_last_error() != b""
+
+
+def test_cuda13_fatbin_holds_exactly_the_requested_archs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+    cuda13_wheel: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    cuobjdump = provision_cuobjdump_from_pypi(
+        cache_dir(request, tmp_path_factory, "kbit-cuobjdump-pypi"))
+    library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
+    elf = sh([cuobjdump, "--list-elf", library])
+    ptx = sh([cuobjdump, "--list-ptx", library])
+    assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.cubin", elf)) == list(CUDA13_SASS)
+    assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.ptx", ptx)) == list(CUDA13_PTX)
+    sections = sh(["readelf", "-SW", library])
+    assert ".nv_fatbin" in sections
+
+
+def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
+                                             tmp_path: Path) -> None:
+    """The static CUDA runtime stays inside: only kbit_* symbols, no libcudart/libstdc++ needed."""
+    library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
+    exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
+    assert sorted(exported) == sorted(
+        ["kbit_abi_version", "kbit_version", "kbit_backend", "kbit_cuda_version",
+         "kbit_cuda_runtime_version", "kbit_sass_archs", "kbit_ptx_archs", "kbit_device_count",
+         "kbit_last_error", "kbit_quantize_blockwise", "kbit_dequantize_blockwise",
+         "kbit_quantize_4bit", "kbit_dequantize_4bit"])
+    needed = set(re.findall(r"\(NEEDED\).*\[(.+)\]", sh(["readelf", "-d", library])))
+    assert not any("cudart" in n or "stdc++" in n for n in needed), needed
+
+
+def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path,
+                                                               tmp_path: Path) -> None:
+    """KBIT_CUDA_RUNTIME=shared: the library NEEDS libcudart.so.13 and finds it through an RPATH
+    into NVIDIA's runtime wheel (site-packages/nvidia/cu13/lib), not the build toolkit's path."""
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed"
+    build = tmp_path / "build"
+    sh([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", "-DKBIT_CUDA_RUNTIME=shared",
+        "-DKBIT_CUDA_SASS=75", f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
+        f"-DCUDAToolkit_ROOT={cuda13}"], env=no_system_cuda_env())
+    sh([cmake, "--build", build], env=no_system_cuda_env())
+    library = build / "lib" / "libkbit_cuda130.so"
+    dynamic = sh(["readelf", "-d", library])
+    assert "[libcudart.so.13]" in dynamic
+    runpath = re.search(r"\((?:RUNPATH|RPATH)\).*\[(.+)\]", dynamic)
+    assert runpath and runpath.group(1).split(":")[0] == "$ORIGIN/../../nvidia/cu13/lib"
+    assert str(cuda13) not in dynamic
+    manifest = read_manifest(library.parent, "kbit_cuda130")
+    assert (manifest["runtime"], manifest["sass"], manifest["ptx"]) == ("shared", [75], [75])
+    assert newest_glibc(symbol_versions(library)) <= (2, 17)
+
+
+# ----------------------------------------------------------------------------- (c) glibc floor
+
+
+def test_cpu_wheel_through_zig_is_manylinux_2_28_or_older(tmp_path_factory: pytest.TempPathFactory,
+                                                         tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path_factory.mktemp("cpu-zig-wheel"),
+                        "cmake.define.KBIT_LINK_GLIBC=2.17",
+                        f"cmake.define.KBIT_ZIG={zig_executable()}")
+    tag, report = auditwheel_tag(wheel)
+    assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
+    library = unpack(wheel, tmp_path) / "libkbit_cpu.so"
+    versions = symbol_versions(library)
+    assert newest_glibc(versions) <= (2, 17), sorted(versions)
+    assert not any(v.startswith("GLIBCXX") for v in versions)
+    manifest = read_manifest(library.parent, "kbit_cpu")
+    assert isinstance(manifest["flags"], dict)
+    assert manifest["flags"]["link"] == "zig cc -target x86_64-linux-gnu.2.17"
+    assert load(library).kbit_backend() == b"cpu"
+    assert "versioned_symbols" in report
+
+
+def test_cuda13_wheel_through_zig_is_manylinux_2_28_or_older(
+    cuda13: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """libcudart_static.a linked on this glibc-2.36 host would need GLIBC_2.34; through zig's
+    glibc-2.17 stubs it needs no newer than 2.17 and still loads and reports its runtime."""
+    build_dir = tmp_path_factory.mktemp("cuda13-zig-build")
+    wheel = build_wheel(tmp_path_factory.mktemp("cuda13-zig-wheel"),
+                        *cuda_config(cuda13, build_dir),
+                        "cmake.define.KBIT_LINK_GLIBC=2.17",
+                        f"cmake.define.KBIT_ZIG={zig_executable()}",
+                        env=no_system_cuda_env())
+    tag, _ = auditwheel_tag(wheel)
+    assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
+    library = unpack(wheel, tmp_path) / "libkbit_cuda130.so"
+    versions = symbol_versions(library)
+    assert newest_glibc(versions) <= (2, 17), sorted(versions)
+    assert not any(v.startswith("GLIBCXX") for v in versions)
+    lib = load(library)
+    assert 13000 <= lib.kbit_cuda_runtime_version() < 13010
+
+
+# ----------------------------------------------------------------------------- (d) Windows
+
+
+def test_mingw_cross_build_gives_a_win_amd64_wheel(tmp_path_factory: pytest.TempPathFactory,
+                                                   tmp_path: Path) -> None:
+    objdump = shutil.which("x86_64-w64-mingw32-objdump")
+    if shutil.which("x86_64-w64-mingw32-g++") is None or objdump is None:
+        pytest.fail("mingw-w64 is needed: apt-get install -y g++-mingw-w64-x86-64")
+    toolchain = ROOT / "cmake" / "mingw-w64-x86_64.cmake"
+    wheel = build_wheel(tmp_path_factory.mktemp("win-wheel"), f"cmake.args=--toolchain={toolchain}",
+                        env={"_PYTHON_HOST_PLATFORM": "win-amd64"})
+    assert wheel.name == f"kbit-{VERSION}-py3-none-win_amd64.whl"
+    lib_dir = unpack(wheel, tmp_path)
+    manifest = read_manifest(lib_dir, "kbit_cpu")
+    assert manifest["library"] == "libkbit_cpu.dll" and manifest["backend"] == "cpu"
+    dump = sh([objdump, "-p", lib_dir / "libkbit_cpu.dll"])
+    assert "pei-x86-64" in dump
+    exports = set(re.findall(r"^\s*\[\s*\d+\]\s+(kbit_\w+)$", dump, re.MULTILINE))
+    assert {"kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
+            "kbit_dequantize_4bit", "kbit_version", "kbit_backend", "kbit_last_error"} <= exports
+    imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
+    # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
+    assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
+
+
+# ----------------------------------------------------------------------------- GPU (where lent)
+
+
+def _cudart(cuda13: Path) -> ctypes.CDLL:
+    rt = ctypes.CDLL(str(cuda13 / "lib" / "libcudart.so"))
+    rt.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    rt.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    rt.cudaFree.argtypes = [ctypes.c_void_p]
+    return rt
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pointers", ["host", "device"])
+def test_cuda_kernels_match_the_cpu_backend_bit_for_bit(
+    cuda13: Path, cuda13_wheel: tuple[Path, Path], cpu_wheel: Path, tmp_path: Path, pointers: str
+) -> None:
+    """Every format x dtype x blocksize: codes, absmax and dequantized values of the CUDA library
+    equal the CPU library's (which tests/kbit/test_kernels.py checks against the reference), with
+    host pointers (staged) and with device pointers (cudaMalloc through the toolkit's cudart)."""
+    gpu = load(unpack(cuda13_wheel[0], tmp_path / "gpu") / "libkbit_cuda130.so")
+    cpu = load(unpack(cpu_wheel, tmp_path / "cpu") / "libkbit_cpu.so")
+    assert gpu.kbit_device_count() > 0, gpu.kbit_last_error()
+    rt = _cudart(cuda13) if pointers == "device" else None
+    rng = np.random.default_rng(11)
+    for blocksize in (64, 128, 256, 512, 1024, 2048, 4096):
+        n = 3 * blocksize + 37  # a short last block and an odd tail
+        x32 = (rng.standard_normal(n) * 10.0).astype(np.float32)
+        x32[[1, 5, 9]] = [np.nan, np.inf, -np.inf]
+        bf16 = (x32.view(np.uint32) >> 16).astype(np.uint16)  # any bit pattern is a valid input
+        for dtype, x in ((0, x32), (1, x32.astype(np.float16)), (2, bf16)):
+            for bits, code in ((8, 0), (8, 1), (4, 0), (4, 1)):
+                results = [_run_roundtrip(lib, rt, dtype=dtype, code=code, bits=bits, x=x,
+                                          blocksize=blocksize) for lib in (cpu, gpu)]
+                for want, got in zip(results[0], results[1], strict=True):
+                    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
+                                                  err_msg=f"{bits=} {code=} {dtype=} {blocksize=}")
+
+
+def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code: int, bits: int,
+                   x: np.ndarray, blocksize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = x.size
+    codes = np.zeros(n if bits == 8 else (n + 1) // 2, np.uint8)
+    absmax = np.zeros(-(-n // blocksize), np.float32)
+    out = np.zeros_like(x)
+    quantize = lib.kbit_quantize_blockwise if bits == 8 else lib.kbit_quantize_4bit
+    dequantize = lib.kbit_dequantize_blockwise if bits == 8 else lib.kbit_dequantize_4bit
+    if rt is None or lib.kbit_backend() == b"cpu":
+        assert quantize(dtype, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n,
+                        blocksize) == 0, lib.kbit_last_error()
+        assert dequantize(dtype, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n,
+                          blocksize) == 0, lib.kbit_last_error()
+        return codes, absmax, out
+    arrays = {"x": x, "codes": codes, "absmax": absmax, "out": out}
+    dev: dict[str, ctypes.c_void_p] = {}
+    try:
+        for name, arr in arrays.items():
+            dev[name] = ctypes.c_void_p()
+            assert rt.cudaMalloc(ctypes.byref(dev[name]), max(arr.nbytes, 1)) == 0
+        assert rt.cudaMemcpy(dev["x"], x.ctypes.data, x.nbytes, 1) == 0  # host to device
+        assert quantize(dtype, code, dev["x"], dev["codes"], dev["absmax"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        assert dequantize(dtype, code, dev["codes"], dev["absmax"], dev["out"], n, blocksize) == 0, \
+            lib.kbit_last_error()
+        for name in ("codes", "absmax", "out"):
+            arr = arrays[name]
+            assert rt.cudaMemcpy(arr.ctypes.data, dev[name], arr.nbytes, 2) == 0  # device to host
+    finally:
+        for ptr in dev.values():
+            rt.cudaFree(ptr)
+    return codes, absmax, out
