@@ -16,6 +16,8 @@
 
 #if defined(__CUDACC__)
 #  define KBIT_HD __host__ __device__ __forceinline__
+#elif defined(_MSC_VER)
+#  define KBIT_HD static __forceinline
 #else
 #  define KBIT_HD static inline __attribute__((always_inline))
 #endif

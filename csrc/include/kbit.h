@@ -6,7 +6,7 @@
  *
  * Formats (the Python reference in tests/kbit/reference.py is written from these definitions):
  *  - 8-bit blockwise: the input is cut into blocks of `blocksize` elements; absmax[b] is the
- *    largest |x| in block b (float32); each x is normalised n = x / absmax[b] (float32 division;
+ *    largest |x| over the finite elements of block b (float32); each x is normalised n = x / absmax[b] (float32 division;
  *    n = 0 when absmax is 0) and stored as the index of the code value chosen by the code's
  *    float32 midpoints: index = number of midpoints m_i = (c_i + c_{i+1}) / 2 with n > m_i,
  *    for the sorted 256-entry code c. Codes: KBIT_CODE_DYNAMIC (signed dynamic tree code,

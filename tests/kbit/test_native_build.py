@@ -71,7 +71,7 @@ def zig_executable() -> Path:
 
 def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               name: str) -> Path:
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     if cache is not None:
         return Path(cache.mkdir(name))
     return tmp_path_factory.mktemp(name)
