@@ -72,3 +72,12 @@ def test_torch_not_imported_for_numpy_callers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_empty_tensors() -> None:
+    """An empty tensor's data pointer is 0: the kernels accept it for n = 0."""
+    for four in (False, True):
+        q = kbit.quantize_4bit(torch.zeros(0)) if four else kbit.quantize_blockwise(torch.zeros(0))
+        assert q.codes.shape == (0,) and q.absmax.shape == (0,)
+        y = kbit.dequantize_4bit(q) if four else kbit.dequantize_blockwise(q)
+        assert isinstance(y, torch.Tensor) and y.shape == (0,)
