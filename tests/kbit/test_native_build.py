@@ -364,7 +364,7 @@ def no_system_cuda_env() -> dict[str, str]:
     """PATH without any CUDA folder and no CUDA_* variables: only the PyPI toolkit can be used."""
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if "cuda" not in p.lower())
-    env = {"PATH": path}
+    env = {"PATH": path, "SOURCE_DATE_EPOCH": "1700000000"}  # reproducible wheel timestamps
     for var in ("CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT", "CUDACXX"):
         env[var] = ""
     return env
@@ -424,6 +424,16 @@ def test_cuda13_fatbin_holds_exactly_the_requested_archs(
     assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.ptx", ptx)) == list(CUDA13_PTX)
     sections = sh(["readelf", "-SW", library])
     assert ".nv_fatbin" in sections
+
+
+def test_cuda13_wheel_rebuilds_bit_identical(cuda13: Path, cuda13_wheel: tuple[Path, Path],
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A second build in another folder gives the same wheel, byte for byte (SOURCE_DATE_EPOCH
+    fixes the zip times; the link strips nvcc's tmpxft_<pid> file symbol)."""
+    build_dir = tmp_path_factory.mktemp("cuda13-rebuild-elsewhere")
+    again = build_wheel(tmp_path_factory.mktemp("cuda13-wheel-again"), *cuda_config(cuda13, build_dir),
+                        env=no_system_cuda_env())
+    assert again.read_bytes() == cuda13_wheel[0].read_bytes()
 
 
 def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
