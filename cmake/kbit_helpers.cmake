@@ -120,7 +120,7 @@ function(kbit_zig_link)
   add_custom_command(
     OUTPUT "${_out}"
     COMMAND ${_zig} cc -target ${_target} -shared -o "${_out}" "-Wl,-soname,${_name}"
-            "-Wl,--version-script=${Z_MAP}" -Wl,-z,noexecstack -Wl,--as-needed
+            "-Wl,--version-script=${Z_MAP}" -Wl,-z,noexecstack -Wl,--as-needed -Wl,--strip-all
             "$<TARGET_OBJECTS:kbit_objects>" ${_libs}
     DEPENDS "$<TARGET_OBJECTS:kbit_objects>" "${Z_MAP}"
     COMMAND_EXPAND_LISTS VERBATIM
