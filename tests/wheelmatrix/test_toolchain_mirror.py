@@ -378,3 +378,23 @@ def test_cli_errors_exit_4_with_one_message(
     assert "fake-nvcc: error" in err and "Traceback" not in err
     code, out, _ = cli("prune", "--all", capsys=capsys)
     assert code == 0 and "pruned 6 items" in out
+
+
+def test_damaged_cached_download_is_fetched_again(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """A cached download whose bytes changed on disk (same size) is not used: offline it counts
+    as missing, online it is downloaded again."""
+    lock(test_matrix)
+    cache = _cache(tmp_path)
+    with pytest.raises(VerificationFailed):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+    sha = mirror.packages[PKG]["sha256"]
+    (cached,) = (cache.downloads / sha).iterdir()
+    data = bytearray(cached.read_bytes())
+    data[0] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    with pytest.raises(ToolchainError, match="offline: the cache lacks 1 of the 6 files"):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache, offline=True)
+    with pytest.raises(VerificationFailed):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
+    assert_consistent(cache)

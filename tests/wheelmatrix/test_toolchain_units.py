@@ -351,3 +351,18 @@ def test_stale_lock_is_refused(tmp_path: Path) -> None:
     write_lock(tmp_path / "toolchains.lock", [entry])
     with pytest.raises(ToolchainError, match="resolved from debian:bookworm, the matrix says debian:trixie"):
         pinned(moved, tmp_path / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))
+
+
+def test_committed_lock_pins_every_toolchain_of_the_release() -> None:
+    """toolchains.lock at the repository root is current for kbit's release and for the data."""
+    from wheelmatrix.toolchains.manager import pinned
+    from wheelmatrix.toolchains.progress import Reporter
+
+    from .toolchain_fixtures.matrices import release_matrix
+
+    repo = Path(__file__).resolve().parents[2]
+    for s in release_matrix(repo).cuda:
+        if s.toolchain.source == "system":
+            continue
+        entry = pinned(s, repo / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))
+        assert entry.files and all(len(f.sha256) == 64 and f.size > 0 for f in entry.files)

@@ -21,7 +21,7 @@ from wheelmatrix.model import CudaSpec, Matrix, SourceKind
 from wheelmatrix.toolchains.base import InstalledToolchain, LockedFile, LockEntry, Source, identity_of
 from wheelmatrix.toolchains.cache import META_SCHEMA, Cache, EntryRecord, tree_size, write_meta
 from wheelmatrix.toolchains.debian import DebianSource, mirror
-from wheelmatrix.toolchains.fetch import disk_full, download, is_disk_full
+from wheelmatrix.toolchains.fetch import disk_full, download, file_sha256, is_disk_full
 from wheelmatrix.toolchains.lockfile import read_lock, write_lock
 from wheelmatrix.toolchains.progress import Reporter, human_size
 from wheelmatrix.toolchains.pypi import PypiSource
@@ -141,7 +141,15 @@ def _env_of(meta: dict[str, object], folder: Path) -> dict[str, str]:
 
 
 def _missing(entry: LockEntry, cache: Cache) -> list[LockedFile]:
-    return [f for f in entry.files if not cache.has_download(f.sha256, f.filename, f.size)]
+    """Pinned files not in the cache with their exact bytes (a damaged copy is deleted)."""
+    missing = []
+    for f in entry.files:
+        path = cache.download_path(f.sha256, f.filename)
+        if cache.has_download(f.sha256, f.filename, f.size) and file_sha256(path) == f.sha256:
+            continue
+        path.unlink(missing_ok=True)
+        missing.append(f)
+    return missing
 
 
 def fetch_files(entry: LockEntry, cache: Cache, *, offline: bool, reporter: Reporter) -> int:
