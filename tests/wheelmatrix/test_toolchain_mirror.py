@@ -239,6 +239,8 @@ RUNNER = textwrap.dedent(
     except WheelmatrixError as exc:
         print(type(exc).__name__, exc.message, file=sys.stderr)
         sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(130)
     """
 )
 
@@ -338,7 +340,11 @@ def cli(test_matrix: Matrix, monkeypatch: pytest.MonkeyPatch) -> Callable[..., t
     from wheelmatrix.commands import toolchain as command
 
     # matrix.toml parsing is the config stage's: hand the verb the matrix built in code
-    monkeypatch.setattr(command, "_load_matrix", lambda path: test_matrix)
+    def load(path: Path) -> Matrix:
+        assert path == test_matrix.path
+        return test_matrix
+
+    monkeypatch.setattr(command, "_load_matrix", load)
     monkeypatch.setattr(cli_mod, "COMMANDS", {"toolchain": "wheelmatrix.commands.toolchain"})
 
     def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -350,9 +356,16 @@ def cli(test_matrix: Matrix, monkeypatch: pytest.MonkeyPatch) -> Callable[..., t
 
 
 def test_cli_lock_list_json(
-    mirror: Mirror, cli: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]
+    mirror: Mirror,
+    cli: Callable[..., tuple[int, str, str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    test_matrix: Matrix,
 ) -> None:
-    code, out, _ = cli("lock", capsys=capsys)
+    monkeypatch.delenv("WHEELMATRIX_DEBIAN_MIRROR")
+    code, _, err = cli("lock", "--mirror", "http://127.0.0.1:9", capsys=capsys)
+    assert code == 4 and "http://127.0.0.1:9/dists/wmtest/InRelease" in err  # the flag is used
+    code, out, _ = cli("lock", "--mirror", mirror.url, "--matrix", str(test_matrix.path), capsys=capsys)
     assert code == 0 and out.startswith("wrote ")
     code, out, _ = cli("list", "--format", "json", capsys=capsys)
     assert code == 0
@@ -398,3 +411,23 @@ def test_damaged_cached_download_is_fetched_again(mirror: Mirror, test_matrix: M
         provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
     assert_consistent(cache)
+
+
+def test_interrupt_removes_the_partial_download(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) mid-download: the process exits 130 and the temporary file is gone,
+    unlike after SIGKILL."""
+    lock(test_matrix)
+    cache = tmp_path / "cache"
+    path = mirror.packages[PKG]["path"]
+    mirror.faults.stall.add(path)
+    code = _runner(tmp_path, cache)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert wait_for(lambda: mirror.faults.requests.count(path) == 1 and any(cache.rglob("*.part")), 60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_consistent(Cache(cache))
+    assert not list(cache.rglob("*.part"))
