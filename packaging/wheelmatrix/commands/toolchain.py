@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(installed.nvcc)
         return 0
     # install / verify: every named toolchain is tried; failures are reported together
-    failures: list[WheelmatrixError] = []
+    failures: list[tuple[str, WheelmatrixError]] = []
     for spec in toolchains.select(matrix, args.versions):
         if not args.versions and spec.toolchain.source == "system":
             # a system toolkit the host lacks is the plan's business (its cells are not buildable
@@ -102,18 +102,19 @@ def run(args: argparse.Namespace) -> int:
                 reverify=args.action == "verify",
             )
         except WheelmatrixError as exc:
-            print(exc.render(), file=sys.stderr)
-            failures.append(exc)
+            failures.append((str(spec.version), exc))
             continue
         print(
             f"CUDA {spec.version} ({spec.toolchain.describe()}): nvcc {installed.nvcc_version} "
             f"{'verified' if installed.verified else 'NOT verified'} at {installed.nvcc} ({human_size(installed.size)})"
         )
-    if failures:
-        first = failures[0]
-        if len(failures) == 1:
-            raise first
-        raise ToolchainError(f"{len(failures)} toolchains could not be provided (see above)", fix=first.fix)
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:  # each error once, then one summary carrying the exit code
+        for _, failure in failures:
+            print(failure.render(), file=sys.stderr)
+        versions = ", ".join(v for v, _ in failures)
+        raise ToolchainError(f"{len(failures)} toolchains could not be provided: CUDA {versions} (see above)")
     return 0
 
 
