@@ -65,28 +65,27 @@ def _url(locked: LockedFile) -> str:
     return locked.url if "://" in locked.url else f"{mirror()}/{locked.url}"
 
 
+def stale_reason(entry: LockEntry, spec: CudaSpec) -> str | None:
+    """Why a lock entry no longer fits the matrix or data/toolchains.toml, or None."""
+    if entry.origin != spec.toolchain.describe():
+        return f"it was resolved from {entry.origin}, the matrix says {spec.toolchain.describe()}"
+    wanted = get_source(spec.toolchain.source).package_names(spec)
+    have = {f.name for f in entry.files}
+    problems = []
+    if wanted - have:
+        problems.append("it lacks " + ", ".join(sorted(wanted - have)))
+    if have - wanted:
+        problems.append("it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists")
+    return "; ".join(problems) or None
+
+
 def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: Reporter) -> LockEntry:
     """The lock's entry for ``spec``; without one, resolve it live (not offline)."""
     entries = read_lock(lock_path) if lock_path is not None else {}
     entry = entries.get((str(spec.version), spec.toolchain.source))
     if entry is not None:
-        wanted = get_source(spec.toolchain.source).package_names(spec)
-        have = {f.name for f in entry.files}
-        if have != wanted or entry.origin != spec.toolchain.describe():
-            problem = (
-                f"it was resolved from {entry.origin}, the matrix says {spec.toolchain.describe()}"
-                if entry.origin != spec.toolchain.describe()
-                else "; ".join(
-                    part
-                    for part in (
-                        "it lacks " + ", ".join(sorted(wanted - have)) if wanted - have else "",
-                        "it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists"
-                        if have - wanted
-                        else "",
-                    )
-                    if part
-                )
-            )
+        problem = stale_reason(entry, spec)
+        if problem:
             raise ToolchainError(
                 f"{lock_path} is stale for CUDA {spec.version}: {problem}",
                 fix=f"run `wheelmatrix toolchain lock {spec.version}` and commit the lock",
@@ -372,6 +371,8 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
         source = get_source(kind)
         reason = source.unavailable(spec)
         entry = lock.get((str(spec.version), kind))
+        if entry is not None and stale_reason(entry, spec):
+            entry = None  # a stale pin counts as none: install refuses it, `lock` renews it
         if kind == "system":
             record_ok = False
             nvcc_version = None
