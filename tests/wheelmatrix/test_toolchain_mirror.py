@@ -371,6 +371,7 @@ def test_cli_lock_list_json(
     assert code == 0
     doc = json.loads(out)
     assert doc["schema_version"] == 1
+    assert doc["host"]["debian_signatures_checked"] is True and doc["host"]["keyring"] == str(mirror.keyring)
     (row,) = doc["toolchains"]
     assert row["version"] == "12.4" and row["source"] == "debian:wmtest"
     assert (row["locked"], row["cached"], row["verified"], row["available"]) == (True, False, False, True)

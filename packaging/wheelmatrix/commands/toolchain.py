@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from wheelmatrix import toolchains
 from wheelmatrix.errors import ToolchainError, WheelmatrixError
 from wheelmatrix.model import Matrix
+from wheelmatrix.toolchains import debian
 from wheelmatrix.toolchains.progress import human_size
 
 HELP = "provide, verify and list the CUDA toolchains the matrix needs (pypi, debian, system)"
@@ -120,12 +122,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
     rows = toolchains.status(matrix, cache=cache)
+    keyring = debian.keyring()
+    gpgv = shutil.which("gpgv")
+    signatures = bool(gpgv and keyring and keyring.is_file())
     if fmt == "json":
         doc = {
             "schema_version": JSON_SCHEMA_VERSION,
             "matrix": str(matrix.path),
             "lock": str(toolchains.lock_path_of(matrix)),
             "cache": str(cache.root),
+            "host": {
+                "debian_mirror": debian.mirror(),
+                "debian_signatures_checked": signatures,
+                "gpgv": gpgv,
+                "keyring": str(keyring) if keyring else None,
+            },
             "toolchains": [r.to_json() for r in rows],
         }
         json.dump(doc, sys.stdout, indent=2)
@@ -146,4 +157,12 @@ def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
         if not r.needed:
             extra = f"(unused: not what the lock pins for the matrix; `prune` removes it) {r.entry}"
         print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
+    print(f"cache: {cache.root}")
+    if signatures:
+        print(f"Debian archive ({debian.mirror()}): InRelease signatures checked with {gpgv} against {keyring}")
+    else:
+        print(
+            f"Debian archive ({debian.mirror()}): InRelease signatures NOT checked (gpgv or the keyring "
+            f"{keyring} is missing); only the hash chain from InRelease to each .deb is checked"
+        )
     return 0
