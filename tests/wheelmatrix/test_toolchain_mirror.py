@@ -293,6 +293,33 @@ def test_full_disk_is_a_clear_error(mirror: Mirror, test_matrix: Matrix, tmp_pat
     assert_consistent(Cache(cache))
 
 
+def _can_mount() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@pytest.mark.skipif(not _can_mount(), reason="mounting a small tmpfs needs root")
+def test_real_full_disk(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """The cache on a 64 KiB tmpfs: the write fails with ENOSPC for real."""
+    from wheelmatrix import _proc
+    from wheelmatrix.errors import CommandFailed
+
+    lock(test_matrix)
+    small = tmp_path / "small"
+    small.mkdir()
+    try:
+        _proc.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small], timeout=30)
+    except CommandFailed as exc:
+        pytest.skip(f"this host refuses to mount a tmpfs: {exc.tail.strip()}")
+    try:
+        cache = Cache(small)
+        with pytest.raises(EnvironmentProblem, match="no space left on the device holding") as info:
+            provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+        assert info.value.fix and "prune" in info.value.fix
+        assert_consistent(cache)
+    finally:
+        _proc.run(["umount", small], timeout=30)
+
+
 def test_concurrent_installs_share_one_download_and_one_outcome(
     mirror: Mirror, test_matrix: Matrix, tmp_path: Path
 ) -> None:
