@@ -1,0 +1,168 @@
+"""``wheelmatrix toolchain``: list, install, path, verify, prune and lock the CUDA toolchains
+the matrix needs. The build stage calls the same functions (:mod:`wheelmatrix.toolchains`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from wheelmatrix import toolchains
+from wheelmatrix.errors import ToolchainError, WheelmatrixError
+from wheelmatrix.model import Matrix
+from wheelmatrix.toolchains import debian
+from wheelmatrix.toolchains.progress import human_size
+
+HELP = "provide, verify and list the CUDA toolchains the matrix needs (pypi, debian, system)"
+JSON_SCHEMA_VERSION = 1
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        # also accepted after the action; the default is the one given before it
+        p.add_argument("--matrix", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
+        return p
+
+    def offline(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--offline", action="store_true", help="use only the cache; say what is missing")
+        p.add_argument(
+            "--mirror", metavar="URL", help="Debian mirror (default: deb.debian.org; env WHEELMATRIX_DEBIAN_MIRROR)"
+        )
+
+    p = add("list", "what the matrix needs, what is cached and verified, what this host can provide")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = add("install", "provide and verify toolchains (all the matrix needs by default)")
+    p.add_argument("versions", nargs="*", metavar="VERSION")
+    offline(p)
+    p = add("path", "print the nvcc path of an installed toolchain (installs nothing)")
+    p.add_argument("version", metavar="VERSION")
+    p = add("verify", "verify toolchains again: nvcc version, probe kernel, shared library link")
+    p.add_argument("versions", nargs="*", metavar="VERSION")
+    offline(p)
+    p = add("prune", "remove cached toolchains and downloads the lock does not reference")
+    p.add_argument("--all", action="store_true", help="remove every cached toolchain and download")
+    p = add("lock", "resolve the newest files of each toolchain and write toolchains.lock")
+    p.add_argument("versions", nargs="*", metavar="VERSION")
+    p.add_argument("--mirror", metavar="URL", help="Debian mirror (default: deb.debian.org)")
+
+
+def _load_matrix(path: Path) -> Matrix:
+    from wheelmatrix.config import load_matrix  # noqa: PLC0415 - tests replace this loader
+
+    return load_matrix(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "mirror", None):
+        os.environ["WHEELMATRIX_DEBIAN_MIRROR"] = args.mirror
+    reporter = toolchains.Reporter(enabled=None if not getattr(args, "quiet", False) else False)
+    matrix_path: Path = args.matrix
+    cache = toolchains.Cache()
+    if args.action == "prune":
+        matrix = _load_matrix(matrix_path) if not args.all else None
+        removed = toolchains.prune(matrix, cache=cache, everything=args.all)
+        for path, size in removed:
+            print(f"removed {path} ({human_size(size)})")
+        print(f"pruned {len(removed)} items, {human_size(sum(s for _, s in removed))} freed")
+        return 0
+    matrix = _load_matrix(matrix_path)
+    lock_path = toolchains.lock_path_of(matrix)
+    if args.action == "list":
+        return _list(matrix, cache, args.format)
+    if args.action == "lock":
+        toolchains.lock(matrix, args.versions, reporter=reporter)
+        print(f"wrote {lock_path}")
+        return 0
+    if args.action == "path":
+        spec = toolchains.select(matrix, [args.version])[0]
+        installed = toolchains.provide(spec, lock_path=lock_path, offline=True, cache=cache, reporter=reporter)
+        print(installed.nvcc)
+        return 0
+    # install / verify: every named toolchain is tried; failures are reported together
+    failures: list[tuple[str, WheelmatrixError]] = []
+    for spec in toolchains.select(matrix, args.versions):
+        if not args.versions and spec.toolchain.source == "system":
+            # a system toolkit the host lacks is the plan's business (its cells are not buildable
+            # here); named explicitly, it is an error like any other
+            reason = toolchains.get_source("system").unavailable(spec)
+            if reason:
+                print(f"CUDA {spec.version} ({spec.toolchain.describe()}): skipped, not on this host: {reason}")
+                continue
+        try:
+            installed = toolchains.provide(
+                spec,
+                lock_path=lock_path,
+                offline=args.offline,
+                cache=cache,
+                reporter=reporter,
+                reverify=args.action == "verify",
+            )
+        except WheelmatrixError as exc:
+            failures.append((str(spec.version), exc))
+            continue
+        print(
+            f"CUDA {spec.version} ({spec.toolchain.describe()}): nvcc {installed.nvcc_version} "
+            f"{'verified' if installed.verified else 'NOT verified'} at {installed.nvcc} ({human_size(installed.size)})"
+        )
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:  # each error once, then one summary carrying the exit code
+        for _, failure in failures:
+            print(failure.render(), file=sys.stderr)
+        versions = ", ".join(v for v, _ in failures)
+        raise ToolchainError(f"{len(failures)} toolchains could not be provided: CUDA {versions} (see above)")
+    return 0
+
+
+def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
+    rows = toolchains.status(matrix, cache=cache)
+    keyring = debian.keyring()
+    gpgv = shutil.which("gpgv")
+    signatures = bool(gpgv and keyring and keyring.is_file())
+    if fmt == "json":
+        doc = {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "matrix": str(matrix.path),
+            "lock": str(toolchains.lock_path_of(matrix)),
+            "cache": str(cache.root),
+            "host": {
+                "debian_mirror": debian.mirror(),
+                "debian_signatures_checked": signatures,
+                "gpgv": gpgv,
+                "keyring": str(keyring) if keyring else None,
+            },
+            "toolchains": [r.to_json() for r in rows],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{'CUDA':<6} {'source':<30} {'locked':<7} {'state':<12} {'size':>10}  nvcc")
+    for r in rows:
+        if not r.available:
+            state = "unavailable"
+        elif r.verified:
+            state = "verified"
+        elif r.cached:
+            state = "unverified"
+        else:
+            state = "not cached"
+        size = human_size(r.size) if r.size else (f"~{human_size(r.download_size)}" if r.download_size else "-")
+        extra = r.nvcc or (r.reason or "")
+        if not r.needed:
+            extra = f"(unused: not what the lock pins for the matrix; `prune` removes it) {r.entry}"
+        print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
+    print(f"cache: {cache.root}")
+    if signatures:
+        print(f"Debian archive ({debian.mirror()}): InRelease signatures checked with {gpgv} against {keyring}")
+    else:
+        print(
+            f"Debian archive ({debian.mirror()}): InRelease signatures NOT checked (gpgv or the keyring "
+            f"{keyring} is missing); only the hash chain from InRelease to each .deb is checked"
+        )
+    return 0

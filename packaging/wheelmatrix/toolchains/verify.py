@@ -1,0 +1,117 @@
+"""Verification of a toolchain: the version nvcc reports, and a probe kernel compiled for the
+lowest and highest SASS arch and the PTX archs declared, linked into a shared library."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from wheelmatrix import _proc
+from wheelmatrix.errors import CommandFailed, EnvironmentProblem, ToolchainError
+from wheelmatrix.model import CudaSpec
+from wheelmatrix.toolchains.fetch import clip
+
+STEP_TIMEOUT = 600.0
+
+# Host code uses <random>: CUDA 11.8 with gcc 12 passes trivial code but fails there.
+PROBE = r"""
+#include <cuda_runtime.h>
+#include <random>
+#include <vector>
+
+__global__ void wm_probe_kernel(float* out, const float* in, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i] * 2.0f + 1.0f;
+}
+
+extern "C" int wm_probe_launch(float* out, const float* in, int n) {
+    wm_probe_kernel<<<(n + 255) / 256, 256>>>(out, in, n);
+    return static_cast<int>(cudaGetLastError());
+}
+
+extern "C" float wm_probe_host(unsigned seed) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> v(4);
+    for (auto& x : v) x = dist(gen);
+    return v[0] + v[3];
+}
+"""
+
+
+class VerificationFailed(ToolchainError):
+    def __init__(self, version: str, step: str, output: str, *, fix: str | None = None) -> None:
+        tail = "\n".join("    " + line for line in clip(output, lines=30).splitlines())
+        super().__init__(
+            f"CUDA {version} toolchain failed verification at step '{step}':\n{tail}",
+            fix=fix or "the toolchain was not used; see the compiler's message above",
+        )
+        self.step = step
+
+
+@dataclass(frozen=True)
+class Verification:
+    nvcc_version: str
+    sass: tuple[int, ...]
+    ptx: tuple[int, ...]
+    library_size: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"nvcc_version": self.nvcc_version, "sass": list(self.sass), "ptx": list(self.ptx)}
+
+
+def probe_archs(spec: CudaSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The SASS archs the probe compiles (lowest and highest declared) and the PTX archs."""
+    sass = tuple(sorted({min(spec.sass), max(spec.sass)})) if spec.sass else ()
+    return sass, tuple(sorted(spec.ptx))
+
+
+def nvcc_release(output: str) -> tuple[str, str] | None:
+    """("13.0", "13.0.88") from ``nvcc --version`` output."""
+    m = re.search(r"release (\d+\.\d+), V(\d+\.\d+\.\d+)", output)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def verify(spec: CudaSpec, nvcc: Path, env: Mapping[str, str]) -> Verification:
+    version = str(spec.version)
+
+    def step(name: str, argv: list[str], cwd: Path | None = None) -> str:
+        try:
+            return _proc.run(argv, cwd=cwd, extra_env=env, timeout=STEP_TIMEOUT).output
+        except CommandFailed as exc:
+            raise VerificationFailed(version, name, exc.tail) from exc
+        except EnvironmentProblem as exc:
+            raise VerificationFailed(version, name, exc.message) from exc
+
+    out = step("nvcc --version", [str(nvcc), "--version"])
+    found = nvcc_release(out)
+    if found is None or found[0] != version:
+        raise VerificationFailed(
+            version,
+            "nvcc --version",
+            f"expected release {version}, nvcc reported:\n{out}",
+            fix=f"point the toolchain at a CUDA {version} nvcc",
+        )
+    sass, ptx = probe_archs(spec)
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in sass]
+    gencode += [f"-gencode=arch=compute_{a},code=compute_{a}" for a in ptx]
+    archs = ", ".join([f"sm_{a}" for a in sass] + [f"compute_{a}" for a in ptx])
+    with tempfile.TemporaryDirectory(prefix=f"wm-probe-{version}-") as tmp:
+        work = Path(tmp)
+        (work / "probe.cu").write_text(PROBE)
+        step(
+            f"compile probe kernel ({archs})",
+            [str(nvcc), "-c", "probe.cu", "-o", "probe.o", "-Xcompiler", "-fPIC", *gencode],
+            cwd=work,
+        )
+        step("link probe into a shared library", [str(nvcc), "-shared", "probe.o", "-o", "libwmprobe.so"], cwd=work)
+        lib = work / "libwmprobe.so"
+        blob = lib.read_bytes() if lib.is_file() else b""
+        if b".nv_fatbin" not in blob:
+            raise VerificationFailed(
+                version, "link probe into a shared library", "the library has no .nv_fatbin section"
+            )
+        return Verification(found[1], sass, ptx, len(blob))
