@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -23,6 +25,9 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24"
 def tests(session: nox.Session) -> None:
     """Run the test suite: unit tests, malformed matrices, real toolchain installs and builds."""
     session.install(f"{TOOLKIT}[build,publish,test]", *TEST_DEPS)
+    torch_wheel = os.environ.get("KBIT_TORCH_WHEEL")  # optional: a CPU torch wheel for tests/kbit/test_torch.py
+    if torch_wheel:
+        session.install(torch_wheel)
     session.run("pytest", *session.posargs)
 
 

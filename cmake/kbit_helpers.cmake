@@ -72,6 +72,10 @@ function(kbit_zig_link)
   cmake_parse_arguments(Z "" "STEM;OUTPUT_DIR;GLIBC;CUDART;MAP" "" ${ARGN})
   if(KBIT_ZIG)
     set(_zig ${KBIT_ZIG})
+    list(LENGTH _zig _n)
+    if(_n EQUAL 1 AND NOT EXISTS "${KBIT_ZIG}" AND KBIT_ZIG MATCHES " ")
+      separate_arguments(_zig NATIVE_COMMAND "${KBIT_ZIG}") # "python -m ziglang"
+    endif()
   else()
     find_program(KBIT_ZIG_EXECUTABLE zig)
     if(KBIT_ZIG_EXECUTABLE)
@@ -116,7 +120,7 @@ function(kbit_zig_link)
   add_custom_command(
     OUTPUT "${_out}"
     COMMAND ${_zig} cc -target ${_target} -shared -o "${_out}" "-Wl,-soname,${_name}"
-            "-Wl,--version-script=${Z_MAP}" -Wl,-z,noexecstack -Wl,--as-needed
+            "-Wl,--version-script=${Z_MAP}" -Wl,-z,noexecstack -Wl,--as-needed -Wl,--strip-all
             "$<TARGET_OBJECTS:kbit_objects>" ${_libs}
     DEPENDS "$<TARGET_OBJECTS:kbit_objects>" "${Z_MAP}"
     COMMAND_EXPAND_LISTS VERBATIM

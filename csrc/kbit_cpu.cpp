@@ -300,6 +300,19 @@ static inline float block_absmax(const float *x, int64_t count) {
     return kbit_bits_f32(m);
 }
 
+/* kbit_normalise over a block, written so that the compiler vectorises the division: with
+ * absmax > 0 and finite, x / absmax is NaN exactly when x is NaN, which then becomes 0. */
+static inline void normalise_block(const float *x, int64_t count, float am, float *out) {
+    if (am == 0.0f) {
+        for (int64_t i = 0; i < count; ++i) out[i] = 0.0f;
+        return;
+    }
+    for (int64_t i = 0; i < count; ++i) {
+        float v = x[i] / am;
+        out[i] = v == v ? v : 0.0f;
+    }
+}
+
 /* The block's values as float32: the input itself for float32, else converted into buf. */
 template <int DT>
 static inline const float *block_in(const kbit_job &j, int64_t start, int64_t count, float *buf) {
@@ -311,34 +324,35 @@ static inline const float *block_in(const kbit_job &j, int64_t start, int64_t co
 template <int DT>
 static void quantize8_range(const void *p, int64_t b0, int64_t b1) {
     const kbit_job j = *(const kbit_job *)p;
-    float buf[KBIT_MAX_BLOCK];
+    float buf[KBIT_MAX_BLOCK], nbuf[KBIT_MAX_BLOCK];
     for (int64_t b = b0; b < b1; ++b) {
         int64_t start = b * j.blocksize;
         int64_t count = start + j.blocksize < j.n ? j.blocksize : j.n - start;
         const float *x = block_in<DT>(j, start, count, buf);
         float am = block_absmax(x, count);
         j.absmax[b] = am;
+        normalise_block(x, count, am, nbuf);
         uint8_t *c = j.codes + start;
-        for (int64_t i = 0; i < count; ++i)
-            c[i] = (uint8_t)kbit_count_below(kbit_normalise(x[i], am), j.mid, j.lo);
+        for (int64_t i = 0; i < count; ++i) c[i] = (uint8_t)kbit_count_below(nbuf[i], j.mid, j.lo);
     }
 }
 
 template <int DT>
 static void quantize4_range(const void *p, int64_t b0, int64_t b1) {
     const kbit_job j = *(const kbit_job *)p;
-    float buf[KBIT_MAX_BLOCK];
+    float buf[KBIT_MAX_BLOCK], nbuf[KBIT_MAX_BLOCK];
     for (int64_t b = b0; b < b1; ++b) {
         int64_t start = b * j.blocksize; /* even: blocksize is even */
         int64_t count = start + j.blocksize < j.n ? j.blocksize : j.n - start;
         const float *x = block_in<DT>(j, start, count, buf);
         float am = block_absmax(x, count);
         j.absmax[b] = am;
+        normalise_block(x, count, am, nbuf);
         uint8_t *c = j.codes + start / 2;
         for (int64_t i = 0; i < count; i += 2) {
-            uint8_t hi = j.order[kbit_count_below(kbit_normalise(x[i], am), j.mid, j.lo)];
+            uint8_t hi = j.order[kbit_count_below(nbuf[i], j.mid, j.lo)];
             uint8_t lo = 0;
-            if (i + 1 < count) lo = j.order[kbit_count_below(kbit_normalise(x[i + 1], am), j.mid, j.lo)];
+            if (i + 1 < count) lo = j.order[kbit_count_below(nbuf[i + 1], j.mid, j.lo)];
             c[i / 2] = (uint8_t)((hi << 4) | lo);
         }
     }

@@ -24,7 +24,7 @@ BLOCKSIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 _DTYPE_LIST = ", ".join(DTYPES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare fields yourself
 class Quantized:
     """The result of a quantization: ``codes`` (uint8), ``absmax`` (float32, one per block) and
     what dequantizing needs. Unpacks as ``codes, absmax = kbit.quantize_blockwise(x)``."""

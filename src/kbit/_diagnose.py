@@ -23,17 +23,8 @@ from kbit._probe import DriverProbe
 from kbit._select import ENV_CUDA_VERSION
 
 SCHEMA = 1
-ENV_VARS = (ENV_CUDA_VERSION, ENV_LIBRARY_DIR, "CUDA_VISIBLE_DEVICES", "CUDA_MODULE_LOADING")
-
-
-def _driver_release() -> str | None:
-    """The NVIDIA kernel module's release (e.g. 550.54.14) where Linux exposes it."""
-    for path in ("/sys/module/nvidia/version",):
-        try:
-            return Path(path).read_text(encoding="utf-8").strip() or None
-        except OSError:
-            continue
-    return None
+ENV_VARS = (ENV_CUDA_VERSION, ENV_LIBRARY_DIR, "KBIT_NUM_THREADS", "KBIT_CPU_PORTABLE",
+            "CUDA_VISIBLE_DEVICES", "CUDA_MODULE_LOADING")
 
 
 def _self_test() -> dict[str, Any]:
@@ -164,7 +155,7 @@ def collect(env: Mapping[str, str] | None = None, probe: DriverProbe | None = No
         "libc": {"name": libc_name or None, "version": libc_version or None},
         "driver": {"found": probe.driver is not None, "library": probe.library,
                    "cuda": None if driver_cuda is None else str(driver_cuda),
-                   "api_version": probe.driver, "release": _driver_release(),
+                   "api_version": probe.driver, "release": probe.kernel_driver,
                    "error": probe.error},
         "gpus": [{"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}",
                   "arch": g.arch} for g in probe.gpus],
@@ -212,6 +203,8 @@ def render(doc: Mapping[str, Any]) -> str:
             add(f"             {drv['error']}")
     else:
         add(f"driver       none: {drv['error']}")
+        if drv["release"]:
+            add(f"             (the NVIDIA kernel module {drv['release']} is loaded)")
     if doc["gpus"]:
         for g in doc["gpus"]:
             add(f"GPU {g['index']}        {g['name']}, compute capability {g['compute_capability']}"

@@ -50,13 +50,16 @@ class DriverProbe:
 
     ``library`` is None when no driver library could be opened (then ``error`` says why);
     ``driver`` is cuDriverGetVersion() (e.g. 12040); ``gpus`` is empty when cuInit or device
-    enumeration failed (``error`` says why) or the driver sees no GPU.
+    enumeration failed (``error`` says why) or the driver sees no GPU. ``kernel_driver`` tells a
+    machine with an NVIDIA GPU whose user-space driver (libcuda) is missing or broken apart from a
+    machine without NVIDIA hardware.
     """
 
     library: str | None
     driver: int | None
     gpus: tuple[Gpu, ...]
     error: str | None = None
+    kernel_driver: str | None = None  # the NVIDIA kernel module's release (Linux), e.g. 550.54.14
 
     @property
     def driver_cuda(self) -> CudaVersion | None:
@@ -94,20 +97,32 @@ def _open(names: Sequence[str]) -> tuple[ctypes.CDLL | None, str]:
     return None, errors[0]  # the first name is the real one; the rest are the same story
 
 
-def probe_driver(names: Sequence[str] | None = None) -> DriverProbe:
+def kernel_driver_release(path: str = "/sys/module/nvidia/version") -> str | None:
+    """The loaded NVIDIA kernel module's release (Linux), or None."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def probe_driver(names: Sequence[str] | None = None,
+                 kernel_version_file: str = "/sys/module/nvidia/version") -> DriverProbe:
     """Ask the driver library for its version and the GPUs' compute capabilities.
 
     ``names`` are the library names or paths to try (default: ``libcuda.so.1`` on Linux,
     ``nvcuda.dll`` on Windows). Never raises: every failure becomes ``DriverProbe.error``.
     """
+    kernel = kernel_driver_release(kernel_version_file)
     lib, name_or_error = _open(default_driver_names() if names is None else names)
     if lib is None:
-        return DriverProbe(None, None, (), f"no NVIDIA driver found: {name_or_error}")
+        return DriverProbe(None, None, (), f"no NVIDIA driver found: {name_or_error}", kernel)
     name = name_or_error
     try:
-        return _query(lib, name)
+        found = _query(lib, name)
     except AttributeError as exc:  # a library without the driver API's symbols
-        return DriverProbe(name, None, (), f"{name} is not a usable CUDA driver: {exc}")
+        found = DriverProbe(name, None, (), f"{name} is not a usable CUDA driver: {exc}")
+    return DriverProbe(found.library, found.driver, found.gpus, found.error, kernel)
 
 
 def _query(lib: ctypes.CDLL, name: str) -> DriverProbe:

@@ -186,10 +186,13 @@ def select(
         reason = f"running on CPU: {why}"
         rejected = tuple(Rejection(lib, "no NVIDIA driver") for lib in cuda_libs)
         warning = None
-        if cuda_libs:
+        if probe.kernel_driver is not None:
+            # NVIDIA hardware and kernel module, but no usable user-space driver: the classic
+            # silent fallback (a container without GPU access, a half-installed driver).
             warning = (
-                f"kbit runs on CPU: {why}; the installed CUDA libraries "
-                f"({', '.join(lib.name for lib in cuda_libs)}) need an NVIDIA GPU and driver"
+                f"kbit runs on CPU: the NVIDIA kernel driver {probe.kernel_driver} is loaded but "
+                f"the CUDA driver library cannot be used ({why}); install the user-space driver "
+                "that matches it (libcuda), or give this container GPU access"
             )
         return _with_cpu(cpu_libs, reason, rejected, warning, libraries)
     if not gpus:
@@ -210,21 +213,26 @@ def select(
         else:
             fits.append(fit)
     strict = [f for f in fits if not f.minor_compat]
-    minor = [f for f in fits if f.minor_compat and f.all_sass]
-    for f in fits:
-        if f.minor_compat and not f.all_sass:  # pragma: no cover - _fit rejects these already
-            rejected_list.append(Rejection(f.library, "needs PTX JIT on an older driver"))
+    minor = [f for f in fits if f.minor_compat]  # _fit admits these with SASS for every GPU only
     gpu_text = ", ".join(f"{g.name} (sm_{g.arch})" for g in gpus)
     if strict:
         # Stable sort: every-GPU SASS first, then the highest CUDA version.
         ranked = sorted(strict, key=lambda f: (not f.all_sass, _neg(f.library.cuda)))
         best = ranked[0]
-        reason = (
-            f"CUDA {best.library.cuda}: the highest CUDA version not newer than the driver "
-            f"(CUDA {driver_cuda})"
-            + (" with SASS for every GPU" if best.all_sass else "")
-            + f"; {best.how}"
-        )
+        highest = max(f.library.cuda or CudaVersion(0, 0) for f in strict)
+        if best.library.cuda == highest:
+            reason = (
+                f"CUDA {best.library.cuda}: the highest CUDA version not newer than the driver "
+                f"(CUDA {driver_cuda})"
+                + (" with SASS for every GPU" if best.all_sass else "")
+                + f"; {best.how}"
+            )
+        else:
+            reason = (
+                f"CUDA {best.library.cuda}: SASS for every GPU, preferred to the newer CUDA "
+                f"{highest} build, which would JIT-compile PTX (driver: CUDA {driver_cuda}); "
+                f"{best.how}"
+            )
         others = [f.library for f in ranked[1:]]
         for f in minor:  # strictly compatible libraries were preferred
             others.append(f.library)

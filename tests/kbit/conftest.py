@@ -28,6 +28,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+# Child interpreters that the tests start (`python -c "import kbit"`, `python -m kbit`) import the
+# same source tree as this one unless a test gives them another environment.
+SRC = ROOT / "src"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

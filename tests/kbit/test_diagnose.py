@@ -143,3 +143,12 @@ def test_document_matches_its_schema(kbit_library_dir: Path, tmp_path: Path,
         doc = collect(env, probe, self_test=False)
         jsonschema.validate(json.loads(json.dumps(doc)), schema)
     assert schema["properties"]["schema"]["const"] == SCHEMA
+
+
+def test_kernel_module_without_libcuda_is_shown(kbit_library_dir: Path) -> None:
+    probe = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
+                        kernel_driver="550.54.14")
+    doc = collect({"KBIT_LIBRARY_DIR": str(kbit_library_dir)}, probe, self_test=False)
+    assert doc["driver"]["release"] == "550.54.14" and doc["driver"]["found"] is False
+    assert "(the NVIDIA kernel module 550.54.14 is loaded)" in render(doc)
+    assert doc["warning"] is not None and "install the user-space driver" in doc["warning"]

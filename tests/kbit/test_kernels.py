@@ -229,3 +229,51 @@ def test_property_matches_reference(case: tuple[np.ndarray, str, int]) -> None:
     assert q.absmax.size == -(-x.size // blocksize)
     if fmt in FOUR_BIT and x.size % 2:
         assert int(q.codes[-1]) & 0x0F == 0  # the odd tail's low nibble
+
+
+@pytest.mark.parametrize("portable", ["0", "1"], ids=["f16c", "portable"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("fmt", R.FORMATS)
+def test_threads_and_portable_path(fmt: str, threads: str, portable: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large enough for the CPU library to split the work across threads (it starts one per
+    2^17 elements), with and without its F16C float16 conversion (csrc/include/kbit.h: the
+    library reads KBIT_NUM_THREADS and KBIT_CPU_PORTABLE at each call)."""
+    monkeypatch.setenv("KBIT_NUM_THREADS", threads)
+    monkeypatch.setenv("KBIT_CPU_PORTABLE", portable)
+    rng = np.random.default_rng([R.FORMATS.index(fmt), int(threads), int(portable)])
+    blocksize = 256 if fmt in FOUR_BIT else 1024
+    x = sample(rng, (1 << 19) + 12_345, blocksize, "float16")
+    x[::9973] = np.float16(np.inf)
+    x[5::7919] = np.float16(np.nan)
+    with np.errstate(invalid="ignore"):
+        check_against_reference(x, fmt, blocksize)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fmt=st.sampled_from(R.FORMATS),
+    out=st.sampled_from(R.DTYPES),
+    blocksize=st.sampled_from(R.BLOCKSIZES[:3]),
+    n=st.integers(0, 700),
+    data=st.data(),
+)
+def test_property_dequantize_any_codes(fmt: str, out: str, blocksize: int, n: int,
+                                       data: st.DataObject) -> None:
+    """Dequantize on its own: arbitrary bytes and arbitrary float32 absmax (NaN, Inf, negative,
+    subnormal, beyond float16's range), rounded to each output dtype exactly as the reference."""
+    packed = n if fmt not in FOUR_BIT else (n + 1) // 2
+    codes = data.draw(hnp.arrays(np.uint8, packed))
+    absmax = data.draw(hnp.arrays(np.float32, -(-n // blocksize),
+                                  elements=st.floats(width=32, allow_nan=True,
+                                                     allow_infinity=True)))
+    deq = kbit.dequantize_4bit if fmt in FOUR_BIT else kbit.dequantize_blockwise
+    kw = {"quant_type" if fmt in FOUR_BIT else "code": fmt}
+    y = deq(codes, absmax, blocksize=blocksize, dtype=np_dtype(out), shape=(n,), **kw)
+    expected = R.dequantize(codes, absmax, fmt, blocksize, n, out)
+    got = bits(y)
+    nan = np.isnan(np.asarray(y, dtype=np.float32))
+    # NaN payloads are not part of the format: compare NaN-ness there, bits elsewhere
+    assert np.array_equal(nan, np.isnan(R.to_f32(expected, out) if out == "bfloat16"
+                                        else expected.astype(np.float32)))
+    np.testing.assert_array_equal(got[~nan], bits(expected)[~nan])

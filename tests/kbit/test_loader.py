@@ -229,12 +229,14 @@ def test_runtime_warns_once(kbit_library_dir: Path, tmp_path: Path,
     corrupt_cuda(tmp_path)
     monkeypatch.setenv("KBIT_LIBRARY_DIR", str(tmp_path))
     monkeypatch.delenv("KBIT_CUDA_VERSION", raising=False)
-    # The real probe: no driver here, so the CUDA library is set aside (never loaded) and the
-    # warning says why kbit runs on CPU although a CUDA library is installed.
-    monkeypatch.setattr(_loader, "probe_driver", lambda: NO_DRIVER)
+    # A MOCKED probe: an NVIDIA kernel module without a usable libcuda (a container without GPU
+    # access); the CUDA library is set aside (never loaded) and the warning says why.
+    broken = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
+                         kernel_driver="550.54.14")
+    monkeypatch.setattr(_loader, "probe_driver", lambda: broken)
     _loader.reset()
     try:
-        with pytest.warns(CpuFallbackWarning, match="need an NVIDIA GPU and driver") as record:
+        with pytest.warns(CpuFallbackWarning, match="kernel driver 550.54.14 is loaded") as record:
             _loader.library()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a second use must not warn again

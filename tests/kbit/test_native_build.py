@@ -364,7 +364,7 @@ def no_system_cuda_env() -> dict[str, str]:
     """PATH without any CUDA folder and no CUDA_* variables: only the PyPI toolkit can be used."""
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if "cuda" not in p.lower())
-    env = {"PATH": path}
+    env = {"PATH": path, "SOURCE_DATE_EPOCH": "1700000000"}  # reproducible wheel timestamps
     for var in ("CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT", "CUDACXX"):
         env[var] = ""
     return env
@@ -424,6 +424,16 @@ def test_cuda13_fatbin_holds_exactly_the_requested_archs(
     assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.ptx", ptx)) == list(CUDA13_PTX)
     sections = sh(["readelf", "-SW", library])
     assert ".nv_fatbin" in sections
+
+
+def test_cuda13_wheel_rebuilds_bit_identical(cuda13: Path, cuda13_wheel: tuple[Path, Path],
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A second build in another folder gives the same wheel, byte for byte (SOURCE_DATE_EPOCH
+    fixes the zip times; the link strips nvcc's tmpxft_<pid> file symbol)."""
+    build_dir = tmp_path_factory.mktemp("cuda13-rebuild-elsewhere")
+    again = build_wheel(tmp_path_factory.mktemp("cuda13-wheel-again"), *cuda_config(cuda13, build_dir),
+                        env=no_system_cuda_env())
+    assert again.read_bytes() == cuda13_wheel[0].read_bytes()
 
 
 def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
@@ -507,16 +517,25 @@ def test_cuda13_wheel_through_zig_is_manylinux_2_28_or_older(
 # ----------------------------------------------------------------------------- (d) Windows
 
 
-def test_mingw_cross_build_gives_a_win_amd64_wheel(tmp_path_factory: pytest.TempPathFactory,
-                                                   tmp_path: Path) -> None:
-    objdump = shutil.which("x86_64-w64-mingw32-objdump")
-    if shutil.which("x86_64-w64-mingw32-g++") is None or objdump is None:
+def mingw_tool(name: str) -> str:
+    found = shutil.which(f"x86_64-w64-mingw32-{name}")
+    if found is None:
         pytest.fail("mingw-w64 is needed: apt-get install -y g++-mingw-w64-x86-64")
+    return found
+
+
+@pytest.fixture(scope="module")
+def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mingw_tool("g++")
     toolchain = ROOT / "cmake" / "mingw-w64-x86_64.cmake"
-    wheel = build_wheel(tmp_path_factory.mktemp("win-wheel"), f"cmake.args=--toolchain={toolchain}",
-                        env={"_PYTHON_HOST_PLATFORM": "win-amd64"})
-    assert wheel.name == f"kbit-{VERSION}-py3-none-win_amd64.whl"
-    lib_dir = unpack(wheel, tmp_path)
+    return build_wheel(tmp_path_factory.mktemp("win-wheel"), f"cmake.args=--toolchain={toolchain}",
+                       env={"_PYTHON_HOST_PLATFORM": "win-amd64"})
+
+
+def test_mingw_cross_build_gives_a_win_amd64_wheel(win_wheel: Path, tmp_path: Path) -> None:
+    objdump = mingw_tool("objdump")
+    assert win_wheel.name == f"kbit-{VERSION}-py3-none-win_amd64.whl"
+    lib_dir = unpack(win_wheel, tmp_path)
     manifest = read_manifest(lib_dir, "kbit_cpu")
     assert manifest["library"] == "libkbit_cpu.dll" and manifest["backend"] == "cpu"
     dump = sh([objdump, "-p", lib_dir / "libkbit_cpu.dll"])
@@ -527,6 +546,88 @@ def test_mingw_cross_build_gives_a_win_amd64_wheel(tmp_path_factory: pytest.Temp
     imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
     # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
     assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
+
+
+WINE_DRIVER = r"""
+#include <windows.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+typedef int (*qf)(int, int, const void *, uint8_t *, float *, int64_t, int);
+typedef int (*dqf)(int, int, const uint8_t *, const float *, void *, int64_t, int);
+typedef const char *(*sf)(void);
+int main(int argc, char **argv) {
+    HMODULE h = LoadLibraryA(argv[1]);
+    if (!h) { printf("LoadLibrary failed: %lu\n", GetLastError()); return 2; }
+    sf backend = (sf)GetProcAddress(h, "kbit_backend"), err = (sf)GetProcAddress(h, "kbit_last_error");
+    qf q8 = (qf)GetProcAddress(h, "kbit_quantize_blockwise"), q4 = (qf)GetProcAddress(h, "kbit_quantize_4bit");
+    dqf d8 = (dqf)GetProcAddress(h, "kbit_dequantize_blockwise"), d4 = (dqf)GetProcAddress(h, "kbit_dequantize_4bit");
+    int64_t n = atoll(argv[2]);
+    float *x = malloc(n * 4), *a = malloc((n / 64 + 1) * 4), *y = malloc(n * 4);
+    uint8_t *c = malloc(n);
+    uint16_t *y16 = malloc(n * 2);
+    FILE *in = fopen(argv[3], "rb"), *out = fopen(argv[4], "wb");
+    if (fread(x, 4, n, in) != (size_t)n) return 4;
+    printf("backend=%s\n", backend());
+    int sizes[] = {64, 4096};
+    for (int b = 0; b < 2; ++b) for (int code = 0; code < 2; ++code) {
+        int64_t nb = (n + sizes[b] - 1) / sizes[b];
+        if (q8(0, code, x, c, a, n, sizes[b])) { printf("%s\n", err()); return 3; }
+        fwrite(c, 1, n, out); fwrite(a, 4, nb, out);
+        if (d8(1, code, c, a, y16, n, sizes[b])) { printf("%s\n", err()); return 3; }
+        fwrite(y16, 2, n, out);
+        if (q4(2, code, y16, c, a, n, sizes[b])) { printf("%s\n", err()); return 3; }
+        fwrite(c, 1, (n + 1) / 2, out); fwrite(a, 4, nb, out);
+        if (d4(0, code, c, a, y, n, sizes[b])) { printf("%s\n", err()); return 3; }
+        fwrite(y, 4, n, out);
+    }
+    fclose(out);
+    return 0;
+}
+"""
+
+
+def _linux_reference_stream(lib: ctypes.CDLL, x: np.ndarray) -> bytes:
+    """The same calls as WINE_DRIVER, through the Linux library, in the same byte layout."""
+    n, parts = x.size, []
+    for bs in (64, 4096):
+        for code in (0, 1):
+            codes, absmax = np.zeros(n, np.uint8), np.zeros(-(-n // bs), np.float32)
+            y16, y, c4 = np.zeros(n, np.uint16), np.zeros(n, np.float32), np.zeros((n + 1) // 2, np.uint8)
+            assert lib.kbit_quantize_blockwise(0, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n, bs) == 0
+            parts += [codes.tobytes(), absmax.tobytes()]
+            assert lib.kbit_dequantize_blockwise(1, code, codes.ctypes.data, absmax.ctypes.data, y16.ctypes.data, n, bs) == 0
+            parts.append(y16.tobytes())
+            assert lib.kbit_quantize_4bit(2, code, y16.ctypes.data, c4.ctypes.data, absmax.ctypes.data, n, bs) == 0
+            parts += [c4.tobytes(), absmax.tobytes()]
+            assert lib.kbit_dequantize_4bit(0, code, c4.ctypes.data, absmax.ctypes.data, y.ctypes.data, n, bs) == 0
+            parts.append(y.tobytes())
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("env", [{}, {"KBIT_CPU_PORTABLE": "1"}, {"KBIT_NUM_THREADS": "1"}],
+                         ids=["default", "portable", "one-thread"])
+def test_mingw_dll_runs_under_wine_like_the_linux_library(
+    win_wheel: Path, cpu_wheel: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The cross-built DLL really runs (wine 64-bit, a real Windows loader and threads) and gives
+    byte-identical codes, absmax and values to the Linux library: 8-bit and 4-bit, float32,
+    float16 and bfloat16 paths, multithreaded and not, F16C and portable."""
+    wine = shutil.which("wine64") or shutil.which("/usr/lib/wine/wine64") or shutil.which("wine")
+    if wine is None:
+        pytest.fail("wine is needed to run the Windows DLL: apt-get install -y --no-install-recommends wine64")
+    (tmp_path / "driver.c").write_text(WINE_DRIVER)
+    sh([mingw_tool("gcc"), "-O1", "-o", tmp_path / "driver.exe", tmp_path / "driver.c"])
+    dll = unpack(win_wheel, tmp_path / "win") / "libkbit_cpu.dll"
+    lib = load(unpack(cpu_wheel, tmp_path / "linux") / "libkbit_cpu.so")
+    n = 300_001  # several threads' worth, odd
+    x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
+    x[[3, 7, 11]] = [np.nan, np.inf, -np.inf]
+    x.tofile(tmp_path / "x.bin")
+    out = sh([wine, tmp_path / "driver.exe", dll, str(n), tmp_path / "x.bin", tmp_path / "out.bin"],
+             env={"WINEDEBUG": "-all", "WINEPREFIX": str(tmp_path / "wineprefix"), **env}, timeout=600)
+    assert "backend=cpu" in out
+    assert (tmp_path / "out.bin").read_bytes() == _linux_reference_stream(lib, x)
 
 
 # ----------------------------------------------------------------------------- GPU (where lent)

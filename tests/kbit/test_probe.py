@@ -25,7 +25,9 @@ def test_no_driver_on_this_machine() -> None:
 
 
 def test_missing_library_reports_the_first_name(tmp_path: Path) -> None:
-    probe = probe_driver([str(tmp_path / "nope.so"), str(tmp_path / "nope2.so")])
+    probe = probe_driver([str(tmp_path / "nope.so"), str(tmp_path / "nope2.so")],
+                         kernel_version_file=str(tmp_path / "absent"))
+    assert probe.kernel_driver is None
     assert probe.library is None and probe.error is not None
     assert probe.error == (
         f"no NVIDIA driver found: {tmp_path / 'nope.so'}: cannot open shared object file: "
@@ -59,13 +61,16 @@ def test_not_a_driver(tmp_path: Path) -> None:
     ],
     ids=["one-gpu", "three-gpus", "no-gpu", "no-device", "insufficient-driver"],
 )
-def test_fake_driver(fake_libcuda: Path, monkeypatch: pytest.MonkeyPatch,
+def test_fake_driver(fake_libcuda: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                      env: dict[str, str], expected: tuple[object, ...]) -> None:
     for key in ("FAKE_CUDA_DRIVER", "FAKE_CUDA_INIT", "FAKE_CUDA_GPUS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    probe = probe_driver([str(fake_libcuda)])
+    release = tmp_path / "version"
+    release.write_text("550.54.14\n")
+    probe = probe_driver([str(fake_libcuda)], kernel_version_file=str(release))
+    assert probe.kernel_driver == "550.54.14"
     driver, ccs, error = expected
     assert probe.library == str(fake_libcuda)
     assert probe.driver == driver

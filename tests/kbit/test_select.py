@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kbit._errors import OverrideError
 from kbit._manifest import CudaVersion, LibraryInfo
@@ -82,9 +84,17 @@ class Case:
 CASES = [
     Case("no-driver-cpu-only", (CPU,), NO_DRIVER, "libkbit_cpu.so",
          "running on CPU: no NVIDIA driver found"),
+    # CUDA libraries installed (a fat wheel) on a machine without NVIDIA hardware: CPU is right,
+    # no warning (python -m kbit still shows why)
     Case("no-driver-cuda-installed", ALL, NO_DRIVER, "libkbit_cpu.so",
-         "running on CPU: no NVIDIA driver found",
-         warning="need an NVIDIA GPU and driver"),
+         "running on CPU: no NVIDIA driver found", rejected=("no NVIDIA driver",)),
+    Case("kernel-module-without-libcuda", ALL,
+         DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
+                     kernel_driver="550.54.14"),
+         "libkbit_cpu.so", "running on CPU: no NVIDIA driver found",
+         warning="the NVIDIA kernel driver 550.54.14 is loaded but the CUDA driver library cannot "
+         "be used (no NVIDIA driver found: libcuda.so.1: cannot open); install the user-space "
+         "driver"),
     Case("driver-without-gpu", ALL,
          DriverProbe("libcuda.so.1", 12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)"),
          "libkbit_cpu.so", "CUDA_ERROR_NO_DEVICE", warning="CUDA_ERROR_NO_DEVICE"),
@@ -123,7 +133,9 @@ CASES = [
          driver(13000, 61), "libkbit_cuda124.so", "CUDA 12.4",
          rejected=("older than every arch",)),
     Case("sass-preferred-over-ptx", (CPU, CU128, lib("130", SASS_13[:-2], (90,))),
-         driver(13000, 120), "libkbit_cuda128.so", "with SASS for every GPU"),
+         driver(13000, 120), "libkbit_cuda128.so",
+         "CUDA 12.8: SASS for every GPU, preferred to the newer CUDA 13.0 build, which would "
+         "JIT-compile PTX (driver: CUDA 13.0); SASS for GPU-sm120 (sm_120)"),
     Case("sass-minor-rule-86-on-89", (CPU, lib("124", (80, 86))), driver(12040, 89),
          "libkbit_cuda124.so", "SASS for GPU-sm89"),
     Case("sass-minor-rule-86-not-on-90", (CPU, lib("124", (80, 86))), driver(12040, 90),
@@ -253,3 +265,78 @@ def test_ptx_rule(ptx: tuple[int, ...], cc: tuple[int, int], covered: bool) -> N
 )
 def test_parse_override(text: str, parsed: object) -> None:
     assert parse_cuda_override(text) == parsed
+
+
+# ----------------------------------------------------------------------------- properties
+
+VERSIONS = [CudaVersion(11, 8), CudaVersion(12, 0), CudaVersion(12, 4), CudaVersion(12, 8),
+            CudaVersion(13, 0), CudaVersion(13, 2)]
+ARCHS = [50, 60, 61, 70, 75, 80, 86, 89, 90, 100, 103, 120, 121]
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[tuple[LibraryInfo, ...], DriverProbe]:
+    libraries = []
+    if draw(st.booleans()):
+        libraries.append(CPU)
+    for i, version in enumerate(draw(st.lists(st.sampled_from(VERSIONS), max_size=5))):
+        sass = tuple(sorted(draw(st.sets(st.sampled_from(ARCHS), max_size=6))))
+        ptx = tuple(sorted(draw(st.sets(st.sampled_from(ARCHS), max_size=2))))
+        if not sass and not ptx:
+            sass = (80,)
+        libraries.append(lib(version.tag, sass, ptx, source=f"src{i}"))
+    order = draw(st.permutations(libraries))
+    gpu_archs = draw(st.lists(st.sampled_from(ARCHS), min_size=1, max_size=3))
+    driver = draw(st.sampled_from([11040, 11080, 12000, 12020, 12030, 12040, 12070, 12080, 13000,
+                                   13010, 13020]))
+    return tuple(order), DriverProbe("libcuda.so.1", driver, gpus(*gpu_archs))
+
+
+def runs(library: LibraryInfo, probe: DriverProbe) -> tuple[bool, bool, bool]:
+    """The rules stated again, independently: (runs here, strictly compatible, SASS for all)."""
+    assert library.cuda is not None and probe.driver is not None
+    strict = probe.driver >= library.cuda.api
+    same_major_newer = probe.driver // 1000 == library.cuda.major and not strict
+
+    def sass(g: Gpu) -> bool:
+        return any(a // 10 == g.cc[0] and a % 10 <= g.cc[1] for a in library.sass)
+
+    def ptx(g: Gpu) -> bool:
+        return any(a <= g.cc[0] * 10 + g.cc[1] for a in library.ptx)
+
+    sass_all = all(sass(g) for g in probe.gpus)
+    covered = all(sass(g) or ptx(g) for g in probe.gpus)
+    return (strict and covered) or (same_major_newer and sass_all), strict, sass_all
+
+
+@settings(max_examples=400, deadline=None)
+@given(worlds())
+def test_select_properties(world: tuple[tuple[LibraryInfo, ...], DriverProbe]) -> None:
+    libraries, probe = world
+    selection = select(libraries, probe, {}, HINTS)
+    cuda = [x for x in libraries if x.cuda is not None]
+    usable = [x for x in cuda if runs(x, probe)[0]]
+    cpu = [x for x in libraries if x.cuda is None]
+    # candidates: every usable CUDA library, then the CPU ones; nothing else, nothing twice
+    assert [id(c) for c in selection.candidates[len(usable):]] == [id(c) for c in cpu]
+    assert {id(c) for c in selection.candidates[: len(usable)]} == {id(x) for x in usable}
+    # every other CUDA library is rejected with a reason
+    assert {id(r.library) for r in selection.rejected} == {id(x) for x in cuda} - {
+        id(x) for x in usable}
+    assert all(r.reason for r in selection.rejected)
+    if not usable:
+        assert selection.choice is None or selection.choice.cuda is None
+        assert selection.warning is not None and selection.warning.startswith("kbit runs on CPU")
+        return
+    assert selection.warning is None
+
+    def rank(x: LibraryInfo) -> tuple[bool, bool, tuple[int, int]]:
+        """Strictly compatible first, then SASS for every GPU, then the highest version (under
+        minor-version compatibility: the oldest, the closest to the driver)."""
+        _, strict, sass_all = runs(x, probe)
+        assert x.cuda is not None
+        version = (x.cuda.major, x.cuda.minor) if strict else (-x.cuda.major, -x.cuda.minor)
+        return strict, sass_all, version
+
+    best = selection.candidates[0]
+    assert all(rank(other) <= rank(best) for other in usable)

@@ -9,9 +9,11 @@ import sys
 import numpy as np
 import pytest
 import reference as R  # tests/kbit/reference.py
-import torch
-
 import kbit
+
+# torch is optional (not a kbit dependency, and PyPI's default build pulls GBs of CUDA packages):
+# the tests session installs a CPU build when KBIT_TORCH_WHEEL names one (.ci/run does where it exists).
+torch = pytest.importorskip("torch", reason="torch is not installed (set KBIT_TORCH_WHEEL to a CPU torch wheel)")
 
 pytestmark = pytest.mark.usefixtures("kbit_cpu")
 
@@ -72,3 +74,12 @@ def test_torch_not_imported_for_numpy_callers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_empty_tensors() -> None:
+    """An empty tensor's data pointer is 0: the kernels accept it for n = 0."""
+    for four in (False, True):
+        q = kbit.quantize_4bit(torch.zeros(0)) if four else kbit.quantize_blockwise(torch.zeros(0))
+        assert q.codes.shape == (0,) and q.absmax.shape == (0,)
+        y = kbit.dequantize_4bit(q) if four else kbit.dequantize_blockwise(q)
+        assert isinstance(y, torch.Tensor) and y.shape == (0,)

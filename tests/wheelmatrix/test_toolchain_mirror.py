@@ -239,6 +239,8 @@ RUNNER = textwrap.dedent(
     except WheelmatrixError as exc:
         print(type(exc).__name__, exc.message, file=sys.stderr)
         sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(130)
     """
 )
 
@@ -291,6 +293,33 @@ def test_full_disk_is_a_clear_error(mirror: Mirror, test_matrix: Matrix, tmp_pat
     assert_consistent(Cache(cache))
 
 
+def _can_mount() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@pytest.mark.skipif(not _can_mount(), reason="mounting a small tmpfs needs root")
+def test_real_full_disk(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """The cache on a 64 KiB tmpfs: the write fails with ENOSPC for real."""
+    from wheelmatrix import _proc
+    from wheelmatrix.errors import CommandFailed
+
+    lock(test_matrix)
+    small = tmp_path / "small"
+    small.mkdir()
+    try:
+        _proc.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small], timeout=30)
+    except CommandFailed as exc:
+        pytest.skip(f"this host refuses to mount a tmpfs: {exc.tail.strip()}")
+    try:
+        cache = Cache(small)
+        with pytest.raises(EnvironmentProblem, match="no space left on the device holding") as info:
+            provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+        assert info.value.fix and "prune" in info.value.fix
+        assert_consistent(cache)
+    finally:
+        _proc.run(["umount", small], timeout=30)
+
+
 def test_concurrent_installs_share_one_download_and_one_outcome(
     mirror: Mirror, test_matrix: Matrix, tmp_path: Path
 ) -> None:
@@ -338,7 +367,11 @@ def cli(test_matrix: Matrix, monkeypatch: pytest.MonkeyPatch) -> Callable[..., t
     from wheelmatrix.commands import toolchain as command
 
     # matrix.toml parsing is the config stage's: hand the verb the matrix built in code
-    monkeypatch.setattr(command, "_load_matrix", lambda path: test_matrix)
+    def load(path: Path) -> Matrix:
+        assert path == test_matrix.path
+        return test_matrix
+
+    monkeypatch.setattr(command, "_load_matrix", load)
     monkeypatch.setattr(cli_mod, "COMMANDS", {"toolchain": "wheelmatrix.commands.toolchain"})
 
     def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -350,14 +383,22 @@ def cli(test_matrix: Matrix, monkeypatch: pytest.MonkeyPatch) -> Callable[..., t
 
 
 def test_cli_lock_list_json(
-    mirror: Mirror, cli: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]
+    mirror: Mirror,
+    cli: Callable[..., tuple[int, str, str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    test_matrix: Matrix,
 ) -> None:
-    code, out, _ = cli("lock", capsys=capsys)
+    monkeypatch.delenv("WHEELMATRIX_DEBIAN_MIRROR")
+    code, _, err = cli("lock", "--mirror", "http://127.0.0.1:9", capsys=capsys)
+    assert code == 4 and "http://127.0.0.1:9/dists/wmtest/InRelease" in err  # the flag is used
+    code, out, _ = cli("lock", "--mirror", mirror.url, "--matrix", str(test_matrix.path), capsys=capsys)
     assert code == 0 and out.startswith("wrote ")
     code, out, _ = cli("list", "--format", "json", capsys=capsys)
     assert code == 0
     doc = json.loads(out)
     assert doc["schema_version"] == 1
+    assert doc["host"]["debian_signatures_checked"] is True and doc["host"]["keyring"] == str(mirror.keyring)
     (row,) = doc["toolchains"]
     assert row["version"] == "12.4" and row["source"] == "debian:wmtest"
     assert (row["locked"], row["cached"], row["verified"], row["available"]) == (True, False, False, True)
@@ -369,7 +410,7 @@ def test_cli_errors_exit_4_with_one_message(
     code, _, err = cli("install", "9.9", capsys=capsys)
     assert code == 4 and "CUDA '9.9' is not declared" in err and "Traceback" not in err
     code, _, err = cli("install", "--offline", capsys=capsys)
-    assert code == 4 and "offline:" in err and "fix:" in err
+    assert code == 4 and err.count("offline:") == 1 and err.count("fix:") == 1
     code, _, err = cli("path", "12.4", capsys=capsys)
     assert code == 4 and "offline:" in err  # path installs nothing
     cli("lock", capsys=capsys)
@@ -378,3 +419,43 @@ def test_cli_errors_exit_4_with_one_message(
     assert "fake-nvcc: error" in err and "Traceback" not in err
     code, out, _ = cli("prune", "--all", capsys=capsys)
     assert code == 0 and "pruned 6 items" in out
+
+
+def test_damaged_cached_download_is_fetched_again(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """A cached download whose bytes changed on disk (same size) is not used: offline it counts
+    as missing, online it is downloaded again."""
+    lock(test_matrix)
+    cache = _cache(tmp_path)
+    with pytest.raises(VerificationFailed):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+    sha = mirror.packages[PKG]["sha256"]
+    (cached,) = (cache.downloads / sha).iterdir()
+    data = bytearray(cached.read_bytes())
+    data[0] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    with pytest.raises(ToolchainError, match="offline: the cache lacks 1 of the 6 files"):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache, offline=True)
+    with pytest.raises(VerificationFailed):
+        provide(test_matrix.cuda[0], lock_path=lock_path_of(test_matrix), cache=cache)
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
+    assert_consistent(cache)
+
+
+def test_interrupt_removes_the_partial_download(mirror: Mirror, test_matrix: Matrix, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) mid-download: the process exits 130 and the temporary file is gone,
+    unlike after SIGKILL."""
+    lock(test_matrix)
+    cache = tmp_path / "cache"
+    path = mirror.packages[PKG]["path"]
+    mirror.faults.stall.add(path)
+    code = _runner(tmp_path, cache)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert wait_for(lambda: mirror.faults.requests.count(path) == 1 and any(cache.rglob("*.part")), 60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_consistent(Cache(cache))
+    assert not list(cache.rglob("*.part"))

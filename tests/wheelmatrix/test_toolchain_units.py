@@ -351,3 +351,54 @@ def test_stale_lock_is_refused(tmp_path: Path) -> None:
     write_lock(tmp_path / "toolchains.lock", [entry])
     with pytest.raises(ToolchainError, match="resolved from debian:bookworm, the matrix says debian:trixie"):
         pinned(moved, tmp_path / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))
+
+
+def test_committed_lock_pins_every_toolchain_of_the_release() -> None:
+    """toolchains.lock at the repository root is current for kbit's release and for the data."""
+    from wheelmatrix.toolchains.manager import pinned
+    from wheelmatrix.toolchains.progress import Reporter
+
+    from .toolchain_fixtures.matrices import release_matrix
+
+    repo = Path(__file__).resolve().parents[2]
+    for s in release_matrix(repo).cuda:
+        if s.toolchain.source == "system":
+            continue
+        entry = pinned(s, repo / "toolchains.lock", offline=True, reporter=Reporter(enabled=False))
+        assert entry.files and all(len(f.sha256) == 64 and f.size > 0 for f in entry.files)
+
+
+def test_prune_keeps_what_the_lock_pins(tmp_path: Path) -> None:
+    from wheelmatrix.toolchains import prune
+    from wheelmatrix.toolchains.cache import write_meta
+    from wheelmatrix.toolchains.lockfile import write_lock
+
+    s = spec("13.0", Toolchain("pypi"))
+    m = matrix(tmp_path, s)
+    names = sorted(PypiSource().package_names(s))
+    files = tuple(
+        LockedFile(n, "13.0.1", f"{n}.whl", f"https://x/{n}.whl", f"{i:064x}", 1) for i, n in enumerate(names)
+    )
+    entry = LockEntry(s.version, "pypi", "pypi", files)
+    write_lock(tmp_path / "toolchains.lock", [entry])
+    cache = Cache(tmp_path / "cache")
+    keep = cache.entry_path("pypi", "13.0", identity_of(entry, PypiSource().recipe(s)))
+    old = cache.entry_path("pypi", "13.0", "f" * 64)
+    for folder in (keep, old):
+        folder.mkdir(parents=True)
+        write_meta(folder, {"schema": 1, "source": "pypi", "version": "13.0", "identity": folder.name})
+    kept_download = cache.download_path(files[0].sha256, files[0].filename)
+    old_download = cache.download_path("e" * 64, "old.whl")
+    for path in (kept_download, old_download):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    stale = cache.staging_root / f"pypi-13.0.{dead.stdout.strip()}.x"
+    stale.mkdir(parents=True)
+    removed = {p for p, _ in prune(m, cache=cache)}
+    assert removed == {old, old_download.parent, stale}
+    assert keep.is_dir() and kept_download.is_file()
+    removed = {p for p, _ in prune(None, cache=cache, everything=True)}
+    assert removed == {keep, kept_download.parent}

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from wheelmatrix import toolchains
 from wheelmatrix.errors import ToolchainError, WheelmatrixError
 from wheelmatrix.model import Matrix
+from wheelmatrix.toolchains import debian
 from wheelmatrix.toolchains.progress import human_size
 
 HELP = "provide, verify and list the CUDA toolchains the matrix needs (pypi, debian, system)"
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(installed.nvcc)
         return 0
     # install / verify: every named toolchain is tried; failures are reported together
-    failures: list[WheelmatrixError] = []
+    failures: list[tuple[str, WheelmatrixError]] = []
     for spec in toolchains.select(matrix, args.versions):
         if not args.versions and spec.toolchain.source == "system":
             # a system toolkit the host lacks is the plan's business (its cells are not buildable
@@ -102,29 +104,39 @@ def run(args: argparse.Namespace) -> int:
                 reverify=args.action == "verify",
             )
         except WheelmatrixError as exc:
-            print(exc.render(), file=sys.stderr)
-            failures.append(exc)
+            failures.append((str(spec.version), exc))
             continue
         print(
             f"CUDA {spec.version} ({spec.toolchain.describe()}): nvcc {installed.nvcc_version} "
             f"{'verified' if installed.verified else 'NOT verified'} at {installed.nvcc} ({human_size(installed.size)})"
         )
-    if failures:
-        first = failures[0]
-        if len(failures) == 1:
-            raise first
-        raise ToolchainError(f"{len(failures)} toolchains could not be provided (see above)", fix=first.fix)
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:  # each error once, then one summary carrying the exit code
+        for _, failure in failures:
+            print(failure.render(), file=sys.stderr)
+        versions = ", ".join(v for v, _ in failures)
+        raise ToolchainError(f"{len(failures)} toolchains could not be provided: CUDA {versions} (see above)")
     return 0
 
 
 def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
     rows = toolchains.status(matrix, cache=cache)
+    keyring = debian.keyring()
+    gpgv = shutil.which("gpgv")
+    signatures = bool(gpgv and keyring and keyring.is_file())
     if fmt == "json":
         doc = {
             "schema_version": JSON_SCHEMA_VERSION,
             "matrix": str(matrix.path),
             "lock": str(toolchains.lock_path_of(matrix)),
             "cache": str(cache.root),
+            "host": {
+                "debian_mirror": debian.mirror(),
+                "debian_signatures_checked": signatures,
+                "gpgv": gpgv,
+                "keyring": str(keyring) if keyring else None,
+            },
             "toolchains": [r.to_json() for r in rows],
         }
         json.dump(doc, sys.stdout, indent=2)
@@ -145,4 +157,12 @@ def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
         if not r.needed:
             extra = f"(unused: not what the lock pins for the matrix; `prune` removes it) {r.entry}"
         print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
+    print(f"cache: {cache.root}")
+    if signatures:
+        print(f"Debian archive ({debian.mirror()}): InRelease signatures checked with {gpgv} against {keyring}")
+    else:
+        print(
+            f"Debian archive ({debian.mirror()}): InRelease signatures NOT checked (gpgv or the keyring "
+            f"{keyring} is missing); only the hash chain from InRelease to each .deb is checked"
+        )
     return 0

@@ -43,6 +43,12 @@ def _request(url: str) -> urllib.request.Request:
     return urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 - scheme checked above
 
 
+def clip(text: str, *, lines: int = 25, width: int = 400) -> str:
+    """The tail of a tool's output, each line cut to ``width`` (pip can print 100 kB lines)."""
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join(line if len(line) <= width else line[:width] + " [...]" for line in kept)
+
+
 def fetch_bytes(url: str, *, what: str) -> bytes:
     """Fetch a small file (an index) into memory."""
     request = _request(url)

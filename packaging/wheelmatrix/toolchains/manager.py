@@ -21,7 +21,7 @@ from wheelmatrix.model import CudaSpec, Matrix, SourceKind
 from wheelmatrix.toolchains.base import InstalledToolchain, LockedFile, LockEntry, Source, identity_of
 from wheelmatrix.toolchains.cache import META_SCHEMA, Cache, EntryRecord, tree_size, write_meta
 from wheelmatrix.toolchains.debian import DebianSource, mirror
-from wheelmatrix.toolchains.fetch import disk_full, download, is_disk_full
+from wheelmatrix.toolchains.fetch import disk_full, download, file_sha256, is_disk_full
 from wheelmatrix.toolchains.lockfile import read_lock, write_lock
 from wheelmatrix.toolchains.progress import Reporter, human_size
 from wheelmatrix.toolchains.pypi import PypiSource
@@ -65,28 +65,27 @@ def _url(locked: LockedFile) -> str:
     return locked.url if "://" in locked.url else f"{mirror()}/{locked.url}"
 
 
+def stale_reason(entry: LockEntry, spec: CudaSpec) -> str | None:
+    """Why a lock entry no longer fits the matrix or data/toolchains.toml, or None."""
+    if entry.origin != spec.toolchain.describe():
+        return f"it was resolved from {entry.origin}, the matrix says {spec.toolchain.describe()}"
+    wanted = get_source(spec.toolchain.source).package_names(spec)
+    have = {f.name for f in entry.files}
+    problems = []
+    if wanted - have:
+        problems.append("it lacks " + ", ".join(sorted(wanted - have)))
+    if have - wanted:
+        problems.append("it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists")
+    return "; ".join(problems) or None
+
+
 def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: Reporter) -> LockEntry:
     """The lock's entry for ``spec``; without one, resolve it live (not offline)."""
     entries = read_lock(lock_path) if lock_path is not None else {}
     entry = entries.get((str(spec.version), spec.toolchain.source))
     if entry is not None:
-        wanted = get_source(spec.toolchain.source).package_names(spec)
-        have = {f.name for f in entry.files}
-        if have != wanted or entry.origin != spec.toolchain.describe():
-            problem = (
-                f"it was resolved from {entry.origin}, the matrix says {spec.toolchain.describe()}"
-                if entry.origin != spec.toolchain.describe()
-                else "; ".join(
-                    part
-                    for part in (
-                        "it lacks " + ", ".join(sorted(wanted - have)) if wanted - have else "",
-                        "it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists"
-                        if have - wanted
-                        else "",
-                    )
-                    if part
-                )
-            )
+        problem = stale_reason(entry, spec)
+        if problem:
             raise ToolchainError(
                 f"{lock_path} is stale for CUDA {spec.version}: {problem}",
                 fix=f"run `wheelmatrix toolchain lock {spec.version}` and commit the lock",
@@ -141,7 +140,15 @@ def _env_of(meta: dict[str, object], folder: Path) -> dict[str, str]:
 
 
 def _missing(entry: LockEntry, cache: Cache) -> list[LockedFile]:
-    return [f for f in entry.files if not cache.has_download(f.sha256, f.filename, f.size)]
+    """Pinned files not in the cache with their exact bytes (a damaged copy is deleted)."""
+    missing = []
+    for f in entry.files:
+        path = cache.download_path(f.sha256, f.filename)
+        if cache.has_download(f.sha256, f.filename, f.size) and file_sha256(path) == f.sha256:
+            continue
+        path.unlink(missing_ok=True)
+        missing.append(f)
+    return missing
 
 
 def fetch_files(entry: LockEntry, cache: Cache, *, offline: bool, reporter: Reporter) -> int:
@@ -364,6 +371,8 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
         source = get_source(kind)
         reason = source.unavailable(spec)
         entry = lock.get((str(spec.version), kind))
+        if entry is not None and stale_reason(entry, spec):
+            entry = None  # a stale pin counts as none: install refuses it, `lock` renews it
         if kind == "system":
             record_ok = False
             nvcc_version = None

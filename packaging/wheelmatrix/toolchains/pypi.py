@@ -8,9 +8,11 @@ unversioned ``libcudart.so`` for CMake's FindCUDAToolkit.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -25,7 +27,7 @@ from wheelmatrix.errors import CommandFailed, ToolchainError
 from wheelmatrix.model import CudaSpec, SourceKind
 from wheelmatrix.toolchains import data
 from wheelmatrix.toolchains.base import Assembled, LockedFile, LockEntry
-from wheelmatrix.toolchains.fetch import fetch_bytes
+from wheelmatrix.toolchains.fetch import clip, disk_full, fetch_bytes
 from wheelmatrix.toolchains.progress import Reporter
 
 PIP_TIMEOUT = 900.0
@@ -111,12 +113,21 @@ class PypiSource:
             "--no-index", "--find-links", str(links), "--no-deps", "--only-binary", ":all:",
             "--require-hashes", "--no-compile", "--target", str(target), "-r", str(req),
         ]  # fmt: skip
-        env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PYTHONNOUSERSITE": "1"}
+        # pip unpacks --target installs in TMPDIR first: keep that on the cache's file system
+        # (a rename, not a copy; and a full disk is the cache's, not /tmp's)
+        tmp = staging / ".tmp"
+        tmp.mkdir()
+        env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PYTHONNOUSERSITE": "1", "TMPDIR": str(tmp)}
         with self.reporter.task(f"pip install CUDA {spec.version} wheels", None):
             try:
                 _proc.run(argv, extra_env=env, timeout=PIP_TIMEOUT)
             except CommandFailed as exc:
-                raise ToolchainError(f"pip could not install the CUDA {spec.version} wheels:\n{exc.tail}") from exc
+                if "No space left on device" in exc.tail or "[Errno 28]" in exc.tail:
+                    raise disk_full(OSError(errno.ENOSPC, "No space left on device"), staging) from exc
+                raise ToolchainError(
+                    f"pip could not install the CUDA {spec.version} wheels:\n{clip(exc.tail)}"
+                ) from exc
+        shutil.rmtree(tmp, ignore_errors=True)
         for p in (links, req):
             if p.is_dir():
                 for child in p.iterdir():

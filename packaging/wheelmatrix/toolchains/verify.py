@@ -12,6 +12,7 @@ from pathlib import Path
 from wheelmatrix import _proc
 from wheelmatrix.errors import CommandFailed, EnvironmentProblem, ToolchainError
 from wheelmatrix.model import CudaSpec
+from wheelmatrix.toolchains.fetch import clip
 
 STEP_TIMEOUT = 600.0
 
@@ -43,7 +44,7 @@ extern "C" float wm_probe_host(unsigned seed) {
 
 class VerificationFailed(ToolchainError):
     def __init__(self, version: str, step: str, output: str, *, fix: str | None = None) -> None:
-        tail = "\n".join("    " + line for line in output.strip().splitlines()[-30:])
+        tail = "\n".join("    " + line for line in clip(output, lines=30).splitlines())
         super().__init__(
             f"CUDA {version} toolchain failed verification at step '{step}':\n{tail}",
             fix=fix or "the toolchain was not used; see the compiler's message above",

@@ -14,6 +14,7 @@ import hashlib
 import io
 import lzma
 import os
+import random
 import tarfile
 import threading
 import time
@@ -94,7 +95,8 @@ def fake_toolkit(version: str) -> dict[str, dict[str, dict[str, Entry]]]:
                 "usr/include/cuda_runtime.h": b"/* cuda_runtime.h */\n",
                 "usr/include/crt/host_config.h": b"/* host_config.h */\n",
                 "usr/lib/x86_64-linux-gnu/libcudart_static.a": b"!<arch>\n",
-                "usr/lib/x86_64-linux-gnu/libcublas_static.a": b"!<arch>\n" + b"\0" * 4096,  # not kept
+                # not kept; incompressible, so the package needs ~100 kB on disk (full-disk test)
+                "usr/lib/x86_64-linux-gnu/libcublas_static.a": b"!<arch>\n" + random.Random(7).randbytes(100_000),
                 "usr/lib/x86_64-linux-gnu/stubs/libcuda.so": b"\x7fELF",
                 "usr/lib/x86_64-linux-gnu/libcudart.so": ("symlink", "libcudart.so.12"),
                 "usr/lib/cuda/include/evil.h": ("symlink", "../../../../../../etc/passwd"),  # not kept
