@@ -247,7 +247,7 @@ def cache_key(matrix: Matrix, cell: Cell, settings: Sequence[str], toolchain: To
         "compiler": compiler_identity(platform.os),
         "sources": sources,
         "source_date_epoch": source_date_epoch(),
-        "isolation": True,
+        "cudaflags": os.environ.get("CUDAFLAGS", "").strip(),  # added to every CUDA compile
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -348,6 +348,7 @@ def build_cell(
         )
     out = folder / "wheel"
     shutil.rmtree(out, ignore_errors=True)
+    env = {**cell_env(matrix, cell, toolchain, parallel), **options.env}
     argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
     if not options.isolation:
         argv.append("--no-isolation")
@@ -355,9 +356,10 @@ def build_cell(
     if cell.cuda is not None:
         # nvcc compiles the archs of one file in parallel; this cell's share of the cores. Not
         # in the cache key: it changes how fast, not what is built.
-        argv.append(f"-C{_define('CMAKE_CUDA_FLAGS', f'--threads={parallel}')}")
+        # (CMAKE_CUDA_FLAGS given here would hide $CUDAFLAGS: keep what it says)
+        base_flags = (env.get("CUDAFLAGS") or os.environ.get("CUDAFLAGS") or "").strip()
+        argv.append(f"-C{_define('CMAKE_CUDA_FLAGS', f'{base_flags} --threads={parallel}'.strip())}")
     argv += [f"-Cbuild-dir={folder / 'cmake'}", str(matrix.project.source)]
-    env = {**cell_env(matrix, cell, toolchain, parallel), **options.env}
     t1 = time.monotonic()
     try:
         _proc.run(argv, cwd=matrix.project.source, extra_env=env, timeout=options.timeout, log_file=log)
