@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import (
     fresh_venv,
+    isolated_env,
     make_cell_wheel,
     make_matrix,
     pip_install,
@@ -123,7 +124,9 @@ def test_split_distributions_install_together_and_are_all_found(cells: list, tmp
     finals = assemble_all(make_matrix(tmp_path, limit=700_000), cells, tmp_path / "dist", repair=False)
     python = fresh_venv(tmp_path / "venv")
     pip_install(python, *(f.path for f in finals))
-    out = subprocess.run([str(python), "-m", "kbit"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(python), "-m", "kbit"], check=True, capture_output=True, text=True, env=isolated_env()
+    ).stdout
     libs = json.loads(out)["libraries"]
     assert sorted((lib["library"], lib["loaded_backend"], lib["loaded_cuda"]) for lib in libs) == [
         ("libkbit_cpu.so", "cpu", 0),

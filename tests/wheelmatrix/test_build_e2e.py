@@ -9,7 +9,6 @@ runs them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
+from build_fixtures.cellwheels import isolated_env
 from build_fixtures.project import REPO
 
 from wheelmatrix.build.assemble import CellWheel, assemble_all
@@ -56,12 +56,14 @@ def _venv(path: Path) -> Path:
 
 
 def _pip(python: Path, *wheels: Path) -> None:
-    env = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {**isolated_env(), "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run([str(python), "-m", "pip", "install", "-q", *map(str, wheels)], check=True, env=env)
 
 
 def _kbit_json(python: Path) -> dict[str, Any]:
-    out = subprocess.run([str(python), "-m", "kbit", "--json"], check=False, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-m", "kbit", "--json"], check=False, capture_output=True, text=True, env=isolated_env()
+    )
     doc: dict[str, Any] = json.loads(out.stdout)
     return doc
 

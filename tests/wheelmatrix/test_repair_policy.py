@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses -
 from build_fixtures.cellwheels import (
     HERE,
     fresh_venv,
+    isolated_env,
     make_cell_wheel,
     make_matrix,
     pip_install,
@@ -59,7 +60,11 @@ def test_within_policy_is_repaired_tagged_and_installs(tmp_path: Path) -> None:
     assert final.libraries == ("libkbit_cpu.so", "libkbit_cuda124.so")
     python = fresh_venv(tmp_path / "venv")
     pip_install(python, final.path)
-    out = json.loads(subprocess.run([str(python), "-m", "kbit"], check=True, capture_output=True, text=True).stdout)
+    out = json.loads(
+        subprocess.run(
+            [str(python), "-m", "kbit"], check=True, capture_output=True, text=True, env=isolated_env()
+        ).stdout
+    )
     assert [lib["library"] for lib in out["libraries"]] == ["libkbit_cpu.so", "libkbit_cuda124.so"]
 
 

@@ -298,7 +298,7 @@ def build_cell(
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
-    folder = options.work / "cells" / cell.id
+    folder = options.work.resolve() / "cells" / cell.id  # absolute: the build runs in the source tree
     log = folder / "build.log"
     base = CellResult(cell.id, cell.platform, cell.variant, "failed", "", log=str(log))
 

@@ -141,6 +141,14 @@ def make_cell_wheel(
     return CellWheel(f"{platform}-{variant}", platform, variant, out)
 
 
+def isolated_env() -> dict[str, str]:
+    """The environment for an installed venv's interpreter: nothing pointing at the source tree
+    (tests/kbit's conftest puts src/ on PYTHONPATH for the whole session) and no kbit overrides."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"} and not k.startswith("KBIT_")}
+
+
 def fresh_venv(path: Path) -> Path:
     """A fresh venv (no site packages); returns its python."""
     subprocess.run([shutil.which("python3") or "python3", "-m", "venv", str(path)], check=True)
