@@ -45,6 +45,9 @@ def test_fat_when_it_fits(cells: list, tmp_path: Path) -> None:  # type: ignore[
     assert libs == sorted(
         f"kbit/_lib/libkbit_{v}.{ext}" for v in ("cpu", "cuda118", "cuda124", "cuda130") for ext in ("so", "json")
     )
+    # the split layout's extras exist in the fat wheel too (empty), so kbit[cu12] always installs
+    assert wheel.contents.metadata_header("Provides-Extra") == ["cu11", "cu12", "cu13"]
+    assert wheel.contents.metadata_header("Requires-Dist") == []
     # measured: the size is the real length of the zip we would write
     path = write_wheel(wheel.contents, tmp_path)
     assert path.stat().st_size == wheel.size

@@ -251,7 +251,14 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
         size = len(wheel_bytes(contents))
         return AssembledWheel(platform, dist, contents, tuple(libs), size)
 
-    fat = make(_with_libraries(project, base, libraries), project.name, libraries)
+    metadata_name = f"{base.dist_info}/METADATA"
+    majors = sorted({lib.cuda_major for lib in cuda_libs if lib.cuda_major is not None})
+    fat_contents = _with_libraries(project, base, libraries)
+    # the extras of the split layout exist (empty) in a fat wheel too, so `kbit[cu12]` installs
+    # whichever layout a release has
+    fat_extras = [("Provides-Extra", split_names(matrix, m)[2]) for m in majors]
+    fat_contents.put(metadata_name, _set_headers(fat_contents.text(metadata_name), fat_extras).encode())
+    fat = make(fat_contents, project.name, libraries)
     strategy = matrix.packaging.split
     if strategy == "fat" or (strategy == "auto" and fat.size <= limit) or not cuda_libs:
         if fat.size > limit:
@@ -269,8 +276,6 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
         if strategy == "auto"
         else 'split per CUDA major by policy ([packaging] split = "per-cuda-major")'
     )
-    majors = sorted({lib.cuda_major for lib in cuda_libs if lib.cuda_major is not None})
-    metadata_name = f"{base.dist_info}/METADATA"
     extras: list[tuple[str, str]] = []
     pieces: list[AssembledWheel] = []
     requires_python = HeaderParser().parsestr(base.text(metadata_name)).get("Requires-Python")
