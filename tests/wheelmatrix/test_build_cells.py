@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -136,3 +139,43 @@ def test_cuda_cell_settings_carry_archs_toolchain_and_glibc_route(tree: Path) ->
     assert "cmake.define.CMAKE_CUDA_COMPILER=/opt/cuda/bin/nvcc" in settings
     assert "cmake.define.KBIT_LINK_GLIBC=2.28" in settings
     assert any(s.startswith("cmake.define.KBIT_ZIG=") for s in settings)
+
+
+def test_interrupt_kills_the_running_builds(tree: Path, tmp_path: Path) -> None:
+    nvcc, pidfile = _hanging_nvcc(tmp_path)
+    here = Path(__file__).parent
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(here)!r})
+from build_fixtures.project import FakeToolchain, cuda_cell, kbit_matrix
+from wheelmatrix.build.cells import BuildOptions, build_cells
+matrix = kbit_matrix(Path({str(tree)!r}), policy={POLICY!r})
+options = BuildOptions(work=Path({str(tmp_path / "work")!r}), cache=None, jobs=1, timeout=600)
+build_cells(matrix, [cuda_cell("13.0", (75,), (75,))], options, lambda spec: FakeToolchain(Path({str(nvcc)!r})))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pidfile.exists(), "the fake nvcc never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - start < 20  # not the 600 s timeout
+        assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+        child = int(pidfile.read_text())
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(child), "the hung compiler's child survived Ctrl-C"
+    finally:  # on a failure leave nothing running: the script, and the build group it started
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(int(pidfile.read_text())), signal.SIGKILL)

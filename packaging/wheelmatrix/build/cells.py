@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -426,12 +427,38 @@ def build_cells(
     try:
         results = list(pool.map(one, cells))
     except BaseException:
-        # interrupted: start no further cell; the running ones end by their own timeout or exit
-        pool.shutdown(wait=True, cancel_futures=True)
+        # interrupted (Ctrl-C): start no further cell and kill the running builds with all their
+        # children (each runs in its own session, which the terminal's SIGINT does not reach)
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_running_builds()
+        pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
     write_results(options.work, results, wall_seconds=time.monotonic() - start)
     return results
+
+
+def kill_running_builds() -> list[int]:
+    """Kill the process groups of this process's children that lead their own session.
+
+    Those are the commands ``_proc.run`` started (cell builds); Linux only (read from /proc),
+    elsewhere nothing is killed and running cells end by their timeout. Returns the groups killed.
+    """
+    me = os.getpid()
+    killed: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid, sid = int(stat.parent.name), int(fields[1]), int(fields[3])
+        if ppid == me and sid == pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: float = 0.0) -> Path:
