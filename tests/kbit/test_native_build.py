@@ -309,29 +309,20 @@ def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_
 
 
 def provision_cuda13_from_pypi(dest: Path) -> Path:
-    """A CUDA 13.0 toolkit (nvcc, cicc, crt headers, cudart, CCCL) from PyPI wheels alone, in
-    `dest`; returns the toolkit root (…/nvidia/cu13). Stand-in for wheelmatrix's toolchain stage.
+    """The CUDA 13.0 toolkit of kbit's matrix.toml (nvcc, cicc, crt headers, cudart, CCCL) from
+    PyPI wheels alone, through wheelmatrix's toolchain stage (pinned by toolchains.lock, hash-checked,
+    fixed up and verified); cached in `dest` or in $WHEELMATRIX_TEST_CACHE_DIR. Returns its root."""
+    from wheelmatrix.config import load_matrix
+    from wheelmatrix.toolchains import Cache, lock_path_of, provide
 
-    One `pip install --target` for all wheels (a second call would replace nvidia/), then the
-    two fix-ups measured in toolchains.md: nvcc.profile looks in lib64 (the wheel has lib), and
-    CMake's FindCUDAToolkit wants an unversioned libcudart.so even for the static runtime."""
-    root = dest / "nvidia" / "cu13"
-    if (root / ".kbit-provisioned").is_file():
-        return root
-    if dest.exists():
-        shutil.rmtree(dest)
-    sh([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", dest,
-        "nvidia-cuda-nvcc==13.0.*", "nvidia-nvvm==13.0.*", "nvidia-cuda-crt==13.0.*",
-        "nvidia-cuda-runtime==13.0.*", "nvidia-cuda-cccl==13.0.*"],
-       env={"PIP_CONFIG_FILE": os.devnull}, timeout=1800)
-    if not (root / "lib64").exists():
-        (root / "lib64").symlink_to("lib")
-    cudart = sorted((root / "lib").glob("libcudart.so.*"))
-    assert cudart, f"no libcudart.so.* in {root / 'lib'}"
-    if not (root / "lib" / "libcudart.so").exists():
-        (root / "lib" / "libcudart.so").symlink_to(cudart[0].name)
-    (root / ".kbit-provisioned").write_text("ok\n")
-    return root
+    shared = os.environ.get("WHEELMATRIX_TEST_CACHE_DIR")
+    matrix = load_matrix(ROOT / "matrix.toml")
+    spec = matrix.cuda_spec("13.0")
+    assert spec.toolchain.source == "pypi"
+    tc = provide(spec, lock_path=lock_path_of(matrix), cache=Cache(Path(shared) if shared else dest))
+    assert tc.verified
+    assert not str(tc.nvcc).startswith("/usr/local/cuda")
+    return tc.root
 
 
 def provision_cuobjdump_from_pypi(dest: Path) -> Path:
