@@ -38,7 +38,9 @@ HELP = "build the plan's cells into cell wheels (cached, in parallel, each with 
 DEFAULT_WORK = Path("build/wheelmatrix")
 
 
-class UnknownCell(WheelmatrixError):
+class UsageProblem(WheelmatrixError):
+    """A command-line value that cannot work (an unknown cell, --jobs 0)."""
+
     exit_code = ExitCode.USAGE
 
 
@@ -89,7 +91,7 @@ def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
     known = {c.id: c for c in plan.cells}
     unknown = [w for w in wanted if w not in known]
     if unknown:
-        raise UnknownCell(
+        raise UsageProblem(
             f"no cell {', '.join(unknown)} in the plan of {plan.matrix.path}",
             fix="choose from: " + ", ".join(known),
         )
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     cells = select_cells(plan, args.cell)
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
-        raise UnknownCell(f"--jobs {jobs}: needs at least 1", fix="pass --jobs 1 or more")
+        raise UsageProblem(f"--jobs {jobs}: needs at least 1", fix="pass --jobs 1 or more")
     work: Path = args.work
     cache = None if args.no_cache else (args.cache or work / "cache")
     console = Console(stderr=True, quiet=args.quiet)
