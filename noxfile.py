@@ -18,7 +18,7 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 TOOLKIT = "./packaging"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "ml_dtypes>=0.4", "cmake>=3.25", "ninja"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "ml_dtypes>=0.4", "cmake>=3.25", "ninja", "wheel>=0.43"]
 
 
 @nox.session
@@ -29,6 +29,17 @@ def tests(session: nox.Session) -> None:
     if torch_wheel:
         session.install(torch_wheel)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """The main job: plan, provision CUDA toolchains, build every cell this host can (cached),
+    assemble per-platform wheels under the size limit (split per CUDA major when needed), repair
+    (auditwheel / delvewheel) and check them; dist/ gets the wheels and build-record.json.
+    Extra arguments go to `wheelmatrix build` (e.g. `nox -s build -- --jobs 2 --cell linux-x86_64-cpu`)."""
+    session.install(f"{TOOLKIT}[build]")
+    session.run("wheelmatrix", "build", *session.posargs)
+    session.run("wheelmatrix", "assemble")
 
 
 @nox.session

@@ -23,15 +23,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-# The tests import reference.py (and one another's helpers) by name; under any import mode
-# (the repository runs pytest with --import-mode=importlib) this folder must be on sys.path.
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-# Child interpreters that the tests start (`python -c "import kbit"`, `python -m kbit`) import the
-# same source tree as this one unless a test gives them another environment.
+# The tests import reference.py (and one another's helpers) by name: pytest.ini puts this folder
+# (and src/) on sys.path, as --import-mode=importlib does not.
 SRC = ROOT / "src"
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture(autouse=True)
+def _children_import_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child interpreters that kbit's tests start (`python -c "import kbit"`, `python -m kbit`)
+    import the same source tree as this one unless a test gives them another environment
+    (scoped to kbit's tests: the toolkit's tests install wheels into clean venvs)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p))
 
 
 def pytest_configure(config: pytest.Config) -> None:

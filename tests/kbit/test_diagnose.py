@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_loader import copy_cpu, corrupt_cuda, manifest
 
 from kbit._diagnose import SCHEMA, collect, render
 from kbit._probe import DriverProbe, Gpu
+from test_loader import copy_cpu, corrupt_cuda, manifest
 
 NO_DRIVER = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open")
 A100 = DriverProbe("libcuda.so.1", 12040, (Gpu(0, "NVIDIA A100 (mocked)", (8, 0)),))

@@ -15,11 +15,11 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-import reference as R  # tests/kbit/reference.py (pytest puts this folder on sys.path)
-from test_kernels import check_against_reference, sample
 
+import reference as R  # tests/kbit/reference.py (pytest puts this folder on sys.path)
 from kbit import _loader
 from kbit._probe import probe_driver
+from test_kernels import check_against_reference, sample
 
 pytestmark = pytest.mark.gpu
 

@@ -20,12 +20,12 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-import reference as R  # tests/kbit/reference.py (pytest puts this folder on sys.path)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import kbit
+import reference as R  # tests/kbit/reference.py (pytest puts this folder on sys.path)
 from kbit import _loader
 
 pytestmark = pytest.mark.usefixtures("kbit_cpu")

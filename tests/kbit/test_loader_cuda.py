@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_native_build import cuda13, cuda13_wheel, unpack  # noqa: F401  (fixtures)
 
 from kbit import _loader
 from kbit._diagnose import collect, render
@@ -20,6 +19,7 @@ from kbit._errors import KernelError
 from kbit._manifest import CudaVersion
 from kbit._native import NativeLibrary
 from kbit._probe import DriverProbe, Gpu, probe_driver
+from test_native_build import cuda13, cuda13_wheel, unpack  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-import reference as R  # tests/kbit/reference.py
+
 import kbit
+import reference as R  # tests/kbit/reference.py
 
 # torch is optional (not a kbit dependency, and PyPI's default build pulls GBs of CUDA packages):
 # the tests session installs a CPU build when KBIT_TORCH_WHEEL names one (.ci/run does where it exists).
@@ -59,7 +60,7 @@ def test_mixed_kinds_are_refused() -> None:
     q = kbit.quantize_blockwise(torch.ones(64))
     with pytest.raises(TypeError, match=r"codes \(torch on cpu\) and absmax \(NumPy\) must be "):
         kbit.dequantize_blockwise(q.codes, q.absmax.numpy(), blocksize=4096)
-    with pytest.raises(TypeError, match="A has dtype torch.float64; allowed: float32"):
+    with pytest.raises(TypeError, match=r"A has dtype torch\.float64; allowed: float32"):
         kbit.quantize_blockwise(torch.ones(4, dtype=torch.float64))
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import (
     fresh_venv,
     isolated_env,
@@ -18,7 +17,6 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
-
 from wheelmatrix.build.assemble import WheelTooLarge, assemble_all, assemble_platform
 from wheelmatrix.build.wheelfile import read_wheel, write_wheel
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import make_cell_wheel, make_matrix
-
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.wheelfile import read_wheel, source_date_epoch, wheel_bytes
 from wheelmatrix.errors import PackageError

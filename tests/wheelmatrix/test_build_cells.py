@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.project import (
     FakeToolchain,
     copy_kbit,
@@ -22,7 +21,6 @@ from build_fixtures.project import (
     cuda_cell,
     kbit_matrix,
 )
-
 from wheelmatrix.build.cells import (
     BuildOptions,
     build_cells,

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import isolated_env
 from build_fixtures.project import REPO
-
 from wheelmatrix.build.assemble import CellWheel, assemble_all
 from wheelmatrix.build.cells import read_results
 from wheelmatrix.build.record import SCHEMA

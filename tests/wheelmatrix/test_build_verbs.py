@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import make_cell_wheel, make_matrix
 from build_fixtures.project import REPO
-
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.cells import CellResult, write_results
 from wheelmatrix.build.record import SCHEMA, make_record

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # build_fixtures/ (pytest uses --import-mode=importlib)
 from build_fixtures.cellwheels import (
     HERE,
     fresh_venv,
@@ -19,7 +17,6 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
-
 from wheelmatrix.build.assemble import assemble_all
 from wheelmatrix.build.repair import PolicyViolation, rate
 from wheelmatrix.build.wheelfile import read_wheel, write_wheel
