@@ -1,10 +1,10 @@
 """Thin sessions over the wheelmatrix toolkit: they install, then call its CLI.
 
-    nox -s build     the main job: plan, provision CUDA toolchains, build every cell, assemble, repair
-    nox -s tests     the whole test suite (real builds included)
-    nox -s lint      ruff + mypy --strict
-    nox -s plan      print the release plan
-    nox -t generate  regenerate committed artefacts (schemas)
+nox -s build     the main job: plan, provision CUDA toolchains, build every cell, assemble, repair
+nox -s tests     the whole test suite (real builds included)
+nox -s lint      ruff + mypy --strict
+nox -s plan      print the release plan
+nox -t generate  regenerate committed artefacts (schemas)
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 TOOLKIT = "./packaging"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "jsonschema>=4.20", "numpy>=1.24", "ml_dtypes>=0.4", "cmake>=3.25", "ninja", "wheel>=0.43"]
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "jsonschema>=4.20",
+    "numpy>=1.24",
+    "ml_dtypes>=0.4",
+    "cmake>=3.25",
+    "ninja",
+    "wheel>=0.43",
+]
 
 
 @nox.session

@@ -62,8 +62,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="the interpreter to time")
     args = parser.parse_args()
     version = run([args.python, "-c", "import platform; print(platform.python_version())"])
-    results: dict[str, object] = {"python": version.output.strip(), "executable": args.python,
-                                  "runs": args.runs}
+    results: dict[str, object] = {"python": version.output.strip(), "executable": args.python, "runs": args.runs}
     for module in ("kbit", "numpy"):
         times = []
         modules: list[str] = []
@@ -71,9 +70,12 @@ def main() -> None:
             us, modules = importtime(args.python, module)
             times.append(us)
         results[module] = {
-            "median_us": statistics.median(times), "min_us": min(times), "max_us": max(times),
+            "median_us": statistics.median(times),
+            "min_us": min(times),
+            "max_us": max(times),
             "modules": [m.strip() for m in modules if m.strip().split(".")[0] == module]
-            if module == "kbit" else len(modules),
+            if module == "kbit"
+            else len(modules),
             "pulls_in_numpy": any(m.strip() == "numpy" for m in modules),
         }
     first = []
@@ -88,11 +90,15 @@ def main() -> None:
     k, n = results["kbit"], results["numpy"]
     assert isinstance(k, dict) and isinstance(n, dict)
     print(f"python {results['python']} ({args.python}), {args.runs} fresh interpreters each")
-    print(f"import kbit : median {k['median_us']} us (min {k['min_us']}, max {k['max_us']}); "
-          f"modules: {', '.join(k['modules'])}; numpy imported: {k['pulls_in_numpy']}")
+    print(
+        f"import kbit : median {k['median_us']} us (min {k['min_us']}, max {k['max_us']}); "
+        f"modules: {', '.join(k['modules'])}; numpy imported: {k['pulls_in_numpy']}"
+    )
     print(f"import numpy: median {n['median_us']} us (min {n['min_us']}, max {n['max_us']})")
-    print(f"first quantize_blockwise call (find + probe + select + load + 4096 values): "
-          f"median {results['first_call_us']:.0f} us; second call {results['second_call_us']:.0f} us")
+    print(
+        f"first quantize_blockwise call (find + probe + select + load + 4096 values): "
+        f"median {results['first_call_us']:.0f} us; second call {results['second_call_us']:.0f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def build_library() -> Path:
     cmake = shutil.which("cmake")
     if cmake is None:
         raise SystemExit("cmake is needed to build libkbit_cpu (or pass --library)")
-    subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), "-DKBIT_BACKEND=cpu"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [cmake, "-S", str(ROOT), "-B", str(build), "-DKBIT_BACKEND=cpu"], check=True, stdout=subprocess.DEVNULL
+    )
     subprocess.run([cmake, "--build", str(build)], check=True, stdout=subprocess.DEVNULL)
     return build / "lib" / "libkbit_cpu.so"
 
@@ -68,8 +69,7 @@ def main() -> int:
     path = args.library or build_library()
     lib = ctypes.CDLL(str(path))
     vp, i64, ci = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
-                 "kbit_dequantize_4bit"):
+    for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit", "kbit_dequantize_4bit"):
         getattr(lib, name).argtypes = [ci, ci, vp, vp, vp, i64, ci]
     n, bs = args.n, args.blocksize
     n_ref = min(n, 1 << 20)
@@ -80,8 +80,11 @@ def main() -> int:
     print(f"{'kernel':<24}{'dtype':<10}{'1 thread GB/s':>14}{'all GB/s':>10}{'NumPy GB/s':>12}{'x NumPy':>9}")
     for fmt, (bits, code) in FORMATS.items():
         for dname, (dt, npdt, esize) in DTYPES.items():
-            x = x32.astype(np.float16) if dname == "float16" else (
-                reference.f32_to_bf16_bits(x32) if dname == "bfloat16" else x32)
+            x = (
+                x32.astype(np.float16)
+                if dname == "float16"
+                else (reference.f32_to_bf16_bits(x32) if dname == "bfloat16" else x32)
+            )
             code_bytes = n if bits == 8 else (n + 1) // 2
             nb = -(-n // bs)
             codes = np.zeros(code_bytes, np.uint8)
@@ -98,11 +101,14 @@ def main() -> int:
             ref_codes, ref_absmax = reference.quantize(xr, dname, fmt, bs)
             ref_traffic = traffic * n_ref / n
             rows = [
-                (f"quantize {fmt}", run_q,
-                 lambda xr=xr, dname=dname, fmt=fmt: reference.quantize(xr, dname, fmt, bs)),
-                (f"dequantize {fmt}", run_dq,
-                 lambda rc=ref_codes, ra=ref_absmax, fmt=fmt, dname=dname:
-                 reference.dequantize(rc, ra, fmt, bs, n_ref, dname)),
+                (f"quantize {fmt}", run_q, lambda xr=xr, dname=dname, fmt=fmt: reference.quantize(xr, dname, fmt, bs)),
+                (
+                    f"dequantize {fmt}",
+                    run_dq,
+                    lambda rc=ref_codes, ra=ref_absmax, fmt=fmt, dname=dname: reference.dequantize(
+                        rc, ra, fmt, bs, n_ref, dname
+                    ),
+                ),
             ]
             for label, kernel, ref in rows:
                 os.environ["KBIT_NUM_THREADS"] = "1"

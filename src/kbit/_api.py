@@ -53,20 +53,18 @@ def _check_blocksize(blocksize: object) -> int:
         )
     value = operator.index(blocksize)  # type: ignore[arg-type]  # int, numpy integers
     if value not in BLOCKSIZES:
-        raise KbitValueError(
-            f"blocksize={value} is not supported; allowed: {', '.join(map(str, BLOCKSIZES))}"
-        )
+        raise KbitValueError(f"blocksize={value} is not supported; allowed: {', '.join(map(str, BLOCKSIZES))}")
     return value
 
 
 def _check_code(code: object, allowed: dict[str, int], argument: str) -> str:
     if not isinstance(code, str):
-        raise KbitTypeError(f"{argument} must be a string, got {type(code).__name__}",
-                            fix=f"pass one of {', '.join(map(repr, allowed))}")
-    if code not in allowed:
-        raise KbitValueError(
-            f"{argument}={code!r} is not supported; allowed: {', '.join(map(repr, allowed))}"
+        raise KbitTypeError(
+            f"{argument} must be a string, got {type(code).__name__}",
+            fix=f"pass one of {', '.join(map(repr, allowed))}",
         )
+    if code not in allowed:
+        raise KbitValueError(f"{argument}={code!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
     return code
 
 
@@ -187,19 +185,12 @@ def _empty(like: _Buffer, size: int, dtype: str, shape: tuple[int, ...] | None =
 
 
 def _same_kind(a: _Buffer, b: _Buffer, names: tuple[str, str]) -> None:
-    if (a.torch_device is None) != (b.torch_device is None) or str(a.torch_device) != str(
-        b.torch_device
-    ):
-        where = [
-            "NumPy" if buf.torch_device is None else f"torch on {buf.torch_device}" for buf in (a, b)
-        ]
-        raise KbitTypeError(
-            f"{names[0]} ({where[0]}) and {names[1]} ({where[1]}) must be the same kind of array"
-        )
+    if (a.torch_device is None) != (b.torch_device is None) or str(a.torch_device) != str(b.torch_device):
+        where = ["NumPy" if buf.torch_device is None else f"torch on {buf.torch_device}" for buf in (a, b)]
+        raise KbitTypeError(f"{names[0]} ({where[0]}) and {names[1]} ({where[1]}) must be the same kind of array")
 
 
-def _run(function: str, dtype: str, code: int, bufs: tuple[_Buffer, _Buffer, _Buffer], n: int,
-         blocksize: int) -> None:
+def _run(function: str, dtype: str, code: int, bufs: tuple[_Buffer, _Buffer, _Buffer], n: int, blocksize: int) -> None:
     from kbit._loader import library
 
     lib = library()
@@ -235,8 +226,9 @@ def _check_shape(shape: object, argument: str = "shape") -> tuple[int, ...]:
 # --------------------------------------------------------------------------- public functions
 
 
-def _quantize(A: object, code: str, codes: dict[str, int], blocksize: int, bits: int,
-              function: str, argument: str) -> Quantized:
+def _quantize(
+    A: object, code: str, codes: dict[str, int], blocksize: int, bits: int, function: str, argument: str
+) -> Quantized:
     code = _check_code(code, codes, argument)
     blocksize = _check_blocksize(blocksize)
     src = _buffer(A, "A", tuple(DTYPES))
@@ -309,9 +301,7 @@ def _dequantize(
     packed = n if bits == 8 else (n + 1) // 2
     if src.size != packed:
         per = "one byte per element" if bits == 8 else "one byte per two elements"
-        raise KbitValueError(
-            f"codes has {src.size} bytes but shape {out_shape} needs {packed} ({per})"
-        )
+        raise KbitValueError(f"codes has {src.size} bytes but shape {out_shape} needs {packed} ({per})")
     blocks = math.ceil(n / blocksize)
     if scale.size != blocks:
         raise KbitValueError(
@@ -338,9 +328,20 @@ def dequantize_blockwise(
     Pass the :class:`Quantized` result, or ``codes`` and ``absmax`` with ``code`` (default
     ``"dynamic"``), ``blocksize`` (default 4096) and ``shape`` (default: flat).
     """
-    return _dequantize(codes, absmax, code, blocksize, dtype, shape, bits=8, table=CODES8,
-                       default_code="dynamic", default_blocksize=4096,
-                       function="kbit_dequantize_blockwise", argument="code")
+    return _dequantize(
+        codes,
+        absmax,
+        code,
+        blocksize,
+        dtype,
+        shape,
+        bits=8,
+        table=CODES8,
+        default_code="dynamic",
+        default_blocksize=4096,
+        function="kbit_dequantize_blockwise",
+        argument="code",
+    )
 
 
 def dequantize_4bit(
@@ -354,6 +355,17 @@ def dequantize_4bit(
 ) -> Any:
     """Inverse of :func:`quantize_4bit`. With raw ``codes`` the default ``shape`` is
     ``(2 * codes.size,)``: pass ``shape`` for an odd number of elements."""
-    return _dequantize(codes, absmax, quant_type, blocksize, dtype, shape, bits=4, table=CODES4,
-                       default_code="nf4", default_blocksize=64,
-                       function="kbit_dequantize_4bit", argument="quant_type")
+    return _dequantize(
+        codes,
+        absmax,
+        quant_type,
+        blocksize,
+        dtype,
+        shape,
+        bits=4,
+        table=CODES4,
+        default_code="nf4",
+        default_blocksize=64,
+        function="kbit_dequantize_4bit",
+        argument="quant_type",
+    )

@@ -23,8 +23,14 @@ from kbit._probe import DriverProbe
 from kbit._select import ENV_CUDA_VERSION
 
 SCHEMA = 1
-ENV_VARS = (ENV_CUDA_VERSION, ENV_LIBRARY_DIR, "KBIT_NUM_THREADS", "KBIT_CPU_PORTABLE",
-            "CUDA_VISIBLE_DEVICES", "CUDA_MODULE_LOADING")
+ENV_VARS = (
+    ENV_CUDA_VERSION,
+    ENV_LIBRARY_DIR,
+    "KBIT_NUM_THREADS",
+    "KBIT_CPU_PORTABLE",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_MODULE_LOADING",
+)
 
 
 def _self_test() -> dict[str, Any]:
@@ -44,8 +50,11 @@ def _self_test() -> dict[str, Any]:
             worst = max(worst, float(np.max(np.abs(kbit.dequantize_4bit(q) - x))))
         limit = 4.0 * 0.5  # a quarter of the range: catches garbage, not precision
         ok = worst <= limit
-        return {"ok": ok, "detail": f"8-bit and 4-bit round trips of 1000 values, "
-                f"largest error {worst:.4g}" + ("" if ok else f" (over {limit})")}
+        return {
+            "ok": ok,
+            "detail": f"8-bit and 4-bit round trips of 1000 values, "
+            f"largest error {worst:.4g}" + ("" if ok else f" (over {limit})"),
+        }
     except Exception as exc:
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 
@@ -67,14 +76,22 @@ def _library_entries(rt: Runtime) -> list[dict[str, Any]]:
         elif lib.path in candidates:
             status, reason = "fallback", "would be tried if the libraries before it failed"
         else:
-            status, reason = "unused", "not considered" + (" (override)" if sel and sel.forced
-                                                           else "")
-        entries.append({
-            "file": lib.name, "path": str(lib.path), "source": lib.source,
-            "backend": lib.backend, "cuda": None if lib.cuda is None else str(lib.cuda),
-            "sass": list(lib.sass), "ptx": list(lib.ptx), "version": lib.version,
-            "runtime": lib.runtime, "status": status, "reason": reason,
-        })
+            status, reason = "unused", "not considered" + (" (override)" if sel and sel.forced else "")
+        entries.append(
+            {
+                "file": lib.name,
+                "path": str(lib.path),
+                "source": lib.source,
+                "backend": lib.backend,
+                "cuda": None if lib.cuda is None else str(lib.cuda),
+                "sass": list(lib.sass),
+                "ptx": list(lib.ptx),
+                "version": lib.version,
+                "runtime": lib.runtime,
+                "status": status,
+                "reason": reason,
+            }
+        )
     return entries
 
 
@@ -91,17 +108,22 @@ def _features(rt: Runtime) -> list[dict[str, Any]]:
     ml_dtypes = importlib.util.find_spec("ml_dtypes") is not None
     return [
         {"name": "CUDA kernels", "available": cuda_ok, "reason": cuda_reason},
-        {"name": "torch tensors", "available": torch,
-         "reason": "torch is installed" if torch else "torch is not installed (pip install torch)"},
-        {"name": "bfloat16 NumPy arrays", "available": ml_dtypes,
-         "reason": "ml_dtypes is installed" if ml_dtypes
-         else "ml_dtypes is not installed (pip install ml_dtypes; torch bfloat16 tensors work "
-         "without it)"},
+        {
+            "name": "torch tensors",
+            "available": torch,
+            "reason": "torch is installed" if torch else "torch is not installed (pip install torch)",
+        },
+        {
+            "name": "bfloat16 NumPy arrays",
+            "available": ml_dtypes,
+            "reason": "ml_dtypes is installed"
+            if ml_dtypes
+            else "ml_dtypes is not installed (pip install ml_dtypes; torch bfloat16 tensors work without it)",
+        },
     ]
 
 
-def _health(rt: Runtime, probe: DriverProbe, self_test: dict[str, Any] | None
-            ) -> tuple[bool, str]:
+def _health(rt: Runtime, probe: DriverProbe, self_test: dict[str, Any] | None) -> tuple[bool, str]:
     if rt.library is None:
         assert rt.error is not None
         return False, rt.error.message.splitlines()[0]
@@ -121,13 +143,13 @@ def _health(rt: Runtime, probe: DriverProbe, self_test: dict[str, Any] | None
     if self_test is not None and not self_test["ok"]:
         return False, f"self-test failed: {self_test['detail']}"
     if rt.library.info.cuda is None:
-        return True, sel.reason if sel.reason.startswith("running on CPU") else (
-            f"running on CPU: {sel.reason}")
+        return True, sel.reason if sel.reason.startswith("running on CPU") else (f"running on CPU: {sel.reason}")
     return True, f"running on {rt.library.info.name}: {sel.reason}"
 
 
-def collect(env: Mapping[str, str] | None = None, probe: DriverProbe | None = None,
-            *, self_test: bool = True) -> dict[str, Any]:
+def collect(
+    env: Mapping[str, str] | None = None, probe: DriverProbe | None = None, *, self_test: bool = True
+) -> dict[str, Any]:
     """The diagnostic document (schema 1; docs/kbit-runtime.md describes each field)."""
     import kbit
     from kbit import _loader
@@ -147,25 +169,41 @@ def collect(env: Mapping[str, str] | None = None, probe: DriverProbe | None = No
     return {
         "schema": SCHEMA,
         "kbit": {"version": kbit.__version__, "location": str(Path(kbit.__file__).parent)},
-        "platform": {"system": platform.system(), "release": platform.release(),
-                     "machine": platform.machine(), "platform": platform.platform()},
-        "python": {"version": platform.python_version(),
-                   "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "libc": {"name": libc_name or None, "version": libc_version or None},
-        "driver": {"found": probe.driver is not None, "library": probe.library,
-                   "cuda": None if driver_cuda is None else str(driver_cuda),
-                   "api_version": probe.driver, "release": probe.kernel_driver,
-                   "error": probe.error},
-        "gpus": [{"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}",
-                  "arch": g.arch} for g in probe.gpus],
+        "driver": {
+            "found": probe.driver is not None,
+            "library": probe.library,
+            "cuda": None if driver_cuda is None else str(driver_cuda),
+            "api_version": probe.driver,
+            "release": probe.kernel_driver,
+            "error": probe.error,
+        },
+        "gpus": [
+            {"index": g.index, "name": g.name, "compute_capability": f"{g.cc[0]}.{g.cc[1]}", "arch": g.arch}
+            for g in probe.gpus
+        ],
         "libraries": _library_entries(rt),
         "problems": [{"path": str(p.path), "problem": p.problem} for p in rt.discovery.problems],
-        "selected": None if rt.library is None else {
-            "file": rt.library.info.name, "path": str(rt.library.info.path),
+        "selected": None
+        if rt.library is None
+        else {
+            "file": rt.library.info.name,
+            "path": str(rt.library.info.path),
             "backend": rt.library.info.backend,
             "cuda": None if rt.library.info.cuda is None else str(rt.library.info.cuda),
-            "forced": bool(sel and sel.forced), "reason": sel.reason if sel else "",
+            "forced": bool(sel and sel.forced),
+            "reason": sel.reason if sel else "",
             "devices": rt.library.device_count(),
             "notes": list(sel.notes) if sel else [],
         },
@@ -197,8 +235,7 @@ def render(doc: Mapping[str, Any]) -> str:
     drv = doc["driver"]
     if drv["found"]:
         release = f", release {drv['release']}" if drv["release"] else ""
-        add(f"driver       CUDA {drv['cuda']} (cuDriverGetVersion {drv['api_version']}{release}; "
-            f"{drv['library']})")
+        add(f"driver       CUDA {drv['cuda']} (cuDriverGetVersion {drv['api_version']}{release}; {drv['library']})")
         if drv["error"]:
             add(f"             {drv['error']}")
     else:
@@ -207,15 +244,17 @@ def render(doc: Mapping[str, Any]) -> str:
             add(f"             (the NVIDIA kernel module {drv['release']} is loaded)")
     if doc["gpus"]:
         for g in doc["gpus"]:
-            add(f"GPU {g['index']}        {g['name']}, compute capability {g['compute_capability']}"
-                f" (sm_{g['arch']})")
+            add(f"GPU {g['index']}        {g['name']}, compute capability {g['compute_capability']} (sm_{g['arch']})")
     else:
         add("GPUs         none")
     add(f"libraries    {len(doc['libraries'])} installed")
     for lib in doc["libraries"]:
         mark = "*" if lib["status"] == "selected" else " "
-        what = "CPU" if lib["cuda"] is None else (
-            f"CUDA {lib['cuda']}, SASS {_archs(lib['sass'])}, PTX {_archs(lib['ptx'])}")
+        what = (
+            "CPU"
+            if lib["cuda"] is None
+            else (f"CUDA {lib['cuda']}, SASS {_archs(lib['sass'])}, PTX {_archs(lib['ptx'])}")
+        )
         add(f"  {mark} {lib['file']}: {what}; from {lib['source']}")
         if lib["status"] != "selected":
             add(f"      {lib['status']}: {lib['reason']}")
@@ -252,10 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Show what kbit finds on this machine (driver, GPUs, installed libraries), "
         "which library it uses and why. Exit 0 when healthy, 1 with the reason otherwise.",
     )
-    parser.add_argument("--json", action="store_true",
-                        help=f"print a JSON document (schema {SCHEMA}) for machines")
-    parser.add_argument("--no-self-test", action="store_true",
-                        help="do not run the quantize/dequantize self-test")
+    parser.add_argument("--json", action="store_true", help=f"print a JSON document (schema {SCHEMA}) for machines")
+    parser.add_argument("--no-self-test", action="store_true", help="do not run the quantize/dequantize self-test")
     args = parser.parse_args(argv)
     import warnings
 

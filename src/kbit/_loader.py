@@ -90,8 +90,7 @@ def library_dirs(env: Mapping[str, str]) -> tuple[list[LibraryDir], list[Problem
         if not path.is_dir():
             raise OverrideError(
                 f"{ENV_LIBRARY_DIR}={override} is not a folder",
-                fix=f"point {ENV_LIBRARY_DIR} at a folder holding libkbit_*.so and their "
-                ".json manifests, or unset it",
+                fix=f"point {ENV_LIBRARY_DIR} at a folder holding libkbit_*.so and their .json manifests, or unset it",
             )
         return [LibraryDir(path, ENV_LIBRARY_DIR)], []
     import importlib.util
@@ -107,9 +106,7 @@ def library_dirs(env: Mapping[str, str]) -> tuple[list[LibraryDir], list[Problem
         else:
             error = "no such package"
         if spec is None or not spec.submodule_search_locations:
-            problems.append(
-                Problem(Path(package), f"entry point {ENTRY_POINT_GROUP} names {source}: {error}")
-            )
+            problems.append(Problem(Path(package), f"entry point {ENTRY_POINT_GROUP} names {source}: {error}"))
             continue
         for location in spec.submodule_search_locations:
             dirs.append(LibraryDir(Path(location) / "_lib", source))
@@ -191,8 +188,7 @@ def resolve(
         discovery = discover(env)
     except OverrideError as exc:
         discovery = Discovery((), (), ())
-        return Runtime(env, discovery, probe or DriverProbe(None, None, (), "not probed"), None,
-                       None, error=exc)
+        return Runtime(env, discovery, probe or DriverProbe(None, None, (), "not probed"), None, None, error=exc)
     probe = probe_driver() if probe is None else probe
     try:
         selection = select(discovery.libraries, probe, env, hints or load_hints())
@@ -204,10 +200,8 @@ def resolve(
         lines = [f"{f.library.path}: {f.error}" for f in failures]
         lines += [f"{p}" for p in discovery.problems]
         error = LibraryError(
-            f"no kbit library could be loaded: {selection.reason}"
-            + "".join(f"\n  {line}" for line in lines),
-            fix="reinstall kbit (pip install --force-reinstall kbit); `python -m kbit` shows "
-            "what is installed",
+            f"no kbit library could be loaded: {selection.reason}" + "".join(f"\n  {line}" for line in lines),
+            fix="reinstall kbit (pip install --force-reinstall kbit); `python -m kbit` shows what is installed",
         )
     warning, category = _warning(selection, library, failures)
     return Runtime(env, discovery, probe, selection, library, failures, error, warning, category)

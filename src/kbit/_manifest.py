@@ -195,14 +195,10 @@ def scan_dir(directory: Path, source: str) -> tuple[list[LibraryInfo], list[Prob
             continue
         described.add(info.path.name)
         if not info.path.is_file():
-            problems.append(
-                Problem(manifest, f"the manifest names {info.path.name}, which is not there")
-            )
+            problems.append(Problem(manifest, f"the manifest names {info.path.name}, which is not there"))
             continue
         libraries.append(info)
     for candidate in sorted(directory.glob("libkbit_*")):
         if candidate.suffix in _LIBRARY_SUFFIXES and candidate.name not in described:
-            problems.append(
-                Problem(candidate, f"library without a manifest ({candidate.stem}.json): ignored")
-            )
+            problems.append(Problem(candidate, f"library without a manifest ({candidate.stem}.json): ignored"))
     return libraries, problems

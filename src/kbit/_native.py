@@ -97,24 +97,24 @@ class NativeLibrary:
         try:
             self._bind()
         except AttributeError as exc:
-            raise LibraryLoadError(
-                str(info.path), f"not a kbit library (missing symbol: {exc})"
-            ) from None
+            raise LibraryLoadError(str(info.path), f"not a kbit library (missing symbol: {exc})") from None
         self.identity = self._identity()
         self._check_identity()
 
     def _bind(self) -> None:
         lib = self._lib
-        for name in ("kbit_abi_version", "kbit_cuda_version", "kbit_cuda_runtime_version",
-                     "kbit_device_count"):
+        for name in ("kbit_abi_version", "kbit_cuda_version", "kbit_cuda_runtime_version", "kbit_device_count"):
             getattr(lib, name).restype = _c_int
             getattr(lib, name).argtypes = []
-        for name in ("kbit_version", "kbit_backend", "kbit_sass_archs", "kbit_ptx_archs",
-                     "kbit_last_error"):
+        for name in ("kbit_version", "kbit_backend", "kbit_sass_archs", "kbit_ptx_archs", "kbit_last_error"):
             getattr(lib, name).restype = ctypes.c_char_p
             getattr(lib, name).argtypes = []
-        for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
-                     "kbit_dequantize_4bit"):
+        for name in (
+            "kbit_quantize_blockwise",
+            "kbit_dequantize_blockwise",
+            "kbit_quantize_4bit",
+            "kbit_dequantize_4bit",
+        ):
             getattr(lib, name).restype = _c_int
             getattr(lib, name).argtypes = _KERNEL_ARGS
 
@@ -167,8 +167,7 @@ class NativeLibrary:
     def last_error(self) -> str:
         return self._text("kbit_last_error")
 
-    def call(self, function: str, dtype: str, code: int, a: int, b: int, c: int, n: int,
-             blocksize: int) -> None:
+    def call(self, function: str, dtype: str, code: int, a: int, b: int, c: int, n: int, blocksize: int) -> None:
         """Run one kernel (pointers as ints); raise :class:`KernelError` on a non-zero status."""
         status = int(getattr(self._lib, function)(DTYPES[dtype], code, a, b, c, n, blocksize))
         if status != 0:

@@ -106,8 +106,9 @@ def kernel_driver_release(path: str = "/sys/module/nvidia/version") -> str | Non
         return None
 
 
-def probe_driver(names: Sequence[str] | None = None,
-                 kernel_version_file: str = "/sys/module/nvidia/version") -> DriverProbe:
+def probe_driver(
+    names: Sequence[str] | None = None, kernel_version_file: str = "/sys/module/nvidia/version"
+) -> DriverProbe:
     """Ask the driver library for its version and the GPUs' compute capabilities.
 
     ``names`` are the library names or paths to try (default: ``libcuda.so.1`` on Linux,
@@ -129,9 +130,7 @@ def _query(lib: ctypes.CDLL, name: str) -> DriverProbe:
     version = ctypes.c_int(0)
     status = lib.cuDriverGetVersion(ctypes.byref(version))
     if status != 0:
-        return DriverProbe(
-            name, None, (), f"cuDriverGetVersion failed: {_error_name(lib, status)}"
-        )
+        return DriverProbe(name, None, (), f"cuDriverGetVersion failed: {_error_name(lib, status)}")
     driver = version.value
     status = lib.cuInit(ctypes.c_uint(0))
     if status != 0:
@@ -139,9 +138,7 @@ def _query(lib: ctypes.CDLL, name: str) -> DriverProbe:
     count = ctypes.c_int(0)
     status = lib.cuDeviceGetCount(ctypes.byref(count))
     if status != 0:
-        return DriverProbe(
-            name, driver, (), f"cuDeviceGetCount failed: {_error_name(lib, status)}"
-        )
+        return DriverProbe(name, driver, (), f"cuDeviceGetCount failed: {_error_name(lib, status)}")
     gpus: list[Gpu] = []
     for index in range(count.value):
         gpu = _query_device(lib, index)

@@ -89,8 +89,7 @@ def parse_cuda_override(value: str) -> CudaVersion | str:
     if m is None:
         raise OverrideError(
             f"{ENV_CUDA_VERSION}={value!r} is not a CUDA version",
-            fix=f"set {ENV_CUDA_VERSION} to a CUDA version like 124 or 12.4, to cpu, "
-            "or unset it to let kbit choose",
+            fix=f"set {ENV_CUDA_VERSION} to a CUDA version like 124 or 12.4, to cpu, or unset it to let kbit choose",
         )
     return CudaVersion(int(m.group(1)), int(m.group(2)))
 
@@ -144,8 +143,11 @@ def _fit(lib: LibraryInfo, driver: int, gpus: Sequence[Gpu]) -> _Fit | str:
             return (
                 f"no code for GPU {gpu.index} {label}: SASS "
                 f"{' '.join(map(str, lib.sass)) or 'none'}, PTX {' '.join(map(str, lib.ptx)) or 'none'}"
-                + (" (the GPU is older than every arch)" if gpu.arch < min(lib.sass + lib.ptx)
-                   else f" (nothing for its major; newest arch {newest})")
+                + (
+                    " (the GPU is older than every arch)"
+                    if gpu.arch < min(lib.sass + lib.ptx)
+                    else f" (nothing for its major; newest arch {newest})"
+                )
             )
         if not strict:
             return (
@@ -223,9 +225,7 @@ def select(
         if best.library.cuda == highest:
             reason = (
                 f"CUDA {best.library.cuda}: the highest CUDA version not newer than the driver "
-                f"(CUDA {driver_cuda})"
-                + (" with SASS for every GPU" if best.all_sass else "")
-                + f"; {best.how}"
+                f"(CUDA {driver_cuda})" + (" with SASS for every GPU" if best.all_sass else "") + f"; {best.how}"
             )
         else:
             reason = (
@@ -236,9 +236,7 @@ def select(
         others = [f.library for f in ranked[1:]]
         for f in minor:  # strictly compatible libraries were preferred
             others.append(f.library)
-        return Selection(
-            (best.library, *others, *cpu_libs), reason, tuple(rejected_list)
-        )
+        return Selection((best.library, *others, *cpu_libs), reason, tuple(rejected_list))
     if minor:
         ranked = sorted(minor, key=lambda f: f.library.cuda or CudaVersion(0, 0))  # oldest first
         best = ranked[0]
@@ -344,8 +342,7 @@ def _forced(
     matching = tuple(lib for lib in cuda_libs if lib.cuda == wanted)
     if not matching:
         raise OverrideError(
-            f"{setting} asks for a CUDA {wanted} library, which is not installed "
-            f"({_installed(libraries)})",
+            f"{setting} asks for a CUDA {wanted} library, which is not installed ({_installed(libraries)})",
             fix=f"set {ENV_CUDA_VERSION} to one of the installed versions "
             f"({', '.join(_tags(libraries)) or 'none'}) or unset it",
         )

@@ -37,9 +37,7 @@ def _children_import_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "gpu: needs an NVIDIA GPU and driver; skipped (with the reason) where none is"
-    )
+    config.addinivalue_line("markers", "gpu: needs an NVIDIA GPU and driver; skipped (with the reason) where none is")
     config.addinivalue_line("markers", "slow: a real build that takes more than a few seconds")
 
 
@@ -85,8 +83,7 @@ def build_cpu_library(build: Path) -> Path:
     cmake = shutil.which("cmake")
     if cmake is None:
         raise pytest.UsageError("cmake is needed to build libkbit_cpu (or set KBIT_LIBRARY_DIR)")
-    run([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cpu", "-DCMAKE_BUILD_TYPE=Release"],
-        timeout=300)
+    run([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cpu", "-DCMAKE_BUILD_TYPE=Release"], timeout=300)
     run([cmake, "--build", build, "--parallel", "2"], timeout=600)
     suffix = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
     for library in sorted(build.rglob(f"libkbit_cpu{suffix}")):
@@ -100,10 +97,20 @@ def build_cuda_library(build: Path, sass: str) -> Path:
     toolkit is whatever CMake finds (CUDACXX / PATH). Returns the folder with it and its manifest."""
     cmake = shutil.which("cmake")
     if cmake is None:
-        raise pytest.UsageError("cmake is needed to build the CUDA library (or set "
-                                "KBIT_CUDA_LIBRARY_DIR)")
-    run([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", f"-DKBIT_CUDA_SASS={sass}",
-         "-DCMAKE_BUILD_TYPE=Release"], timeout=600)
+        raise pytest.UsageError("cmake is needed to build the CUDA library (or set KBIT_CUDA_LIBRARY_DIR)")
+    run(
+        [
+            cmake,
+            "-S",
+            ROOT,
+            "-B",
+            build,
+            "-DKBIT_BACKEND=cuda",
+            f"-DKBIT_CUDA_SASS={sass}",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ],
+        timeout=600,
+    )
     run([cmake, "--build", build, "--parallel", "2"], timeout=1200)
     for manifest in sorted(build.rglob("libkbit_cuda*.json")):
         return manifest.parent
@@ -120,8 +127,7 @@ def _build_root(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kbit_cuda_library_dir(pytestconfig: pytest.Config,
-                          tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kbit_cuda_library_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a CUDA library: KBIT_CUDA_LIBRARY_DIR, else built here for the GPUs present
     (GPU tests only)."""
     given = os.environ.get("KBIT_CUDA_LIBRARY_DIR", "").strip()
@@ -130,13 +136,11 @@ def kbit_cuda_library_dir(pytestconfig: pytest.Config,
     from kbit._probe import probe_driver
 
     archs = sorted({str(g.arch) for g in probe_driver().gpus})
-    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda",
-                              ";".join(archs))
+    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda", ";".join(archs))
 
 
 @pytest.fixture(scope="session")
-def kbit_library_dir(pytestconfig: pytest.Config,
-                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kbit_library_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     given = os.environ.get("KBIT_LIBRARY_DIR", "").strip()
     if given:
         return Path(given)
@@ -164,6 +168,5 @@ def fake_libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cc is None:
         raise pytest.UsageError("a C compiler (cc) is needed to build the fake libcuda")
     out = tmp_path_factory.mktemp("fake-driver") / "libcuda.so.1"
-    run([cc, "-shared", "-fPIC", "-O1", "-o", out, HERE / "fake_libcuda" / "fake_libcuda.c"],
-        timeout=120)
+    run([cc, "-shared", "-fPIC", "-O1", "-o", out, HERE / "fake_libcuda" / "fake_libcuda.c"], timeout=120)
     return out

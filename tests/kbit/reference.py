@@ -63,10 +63,22 @@ def linear_code() -> FloatArray:
 
 
 NF4_VALUES = (
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-    0.7229568362236023, 1.0,
+    -1.0,
+    -0.6961928009986877,
+    -0.5250730514526367,
+    -0.39491748809814453,
+    -0.28444138169288635,
+    -0.18477343022823334,
+    -0.09105003625154495,
+    0.0,
+    0.07958029955625534,
+    0.16093020141124725,
+    0.24611230194568634,
+    0.33791524171829224,
+    0.44070982933044434,
+    0.5626170039176941,
+    0.7229568362236023,
+    1.0,
 )  # bitsandbytes' NF4 table (quantiles of N(0, 1), normalised), sorted
 FP4_NUMERATORS = (0, 0.0625, 8, 12, 4, 6, 2, 3, -0.0, -0.0625, -8, -12, -4, -6, -2, -3)
 # bitsandbytes' FP4 (e2m1) table in storage order, bit 3 = sign, divided by 12
@@ -181,8 +193,7 @@ def unpack4(codes: ByteArray, n: int) -> npt.NDArray[np.intp]:
     return out[:n]
 
 
-def quantize(x: npt.NDArray[np.generic], dtype: str, fmt: str, blocksize: int
-             ) -> tuple[ByteArray, FloatArray]:
+def quantize(x: npt.NDArray[np.generic], dtype: str, fmt: str, blocksize: int) -> tuple[ByteArray, FloatArray]:
     """(codes, absmax) for the flattened input (C order) of the given kbit dtype."""
     x32 = to_f32(np.ascontiguousarray(x).reshape(-1), dtype)
     absmax = block_absmax(x32, blocksize)
@@ -192,8 +203,9 @@ def quantize(x: npt.NDArray[np.generic], dtype: str, fmt: str, blocksize: int
     return idx.astype(np.uint8), absmax
 
 
-def dequantize(codes: ByteArray, absmax: FloatArray, fmt: str, blocksize: int, n: int,
-               dtype: str) -> npt.NDArray[np.generic]:
+def dequantize(
+    codes: ByteArray, absmax: FloatArray, fmt: str, blocksize: int, n: int, dtype: str
+) -> npt.NDArray[np.generic]:
     """y = code[index] * absmax[b] in float32, rounded to dtype (bfloat16 as uint16 bits)."""
     idx = unpack4(codes, n) if fmt in ("nf4", "fp4") else codes.astype(np.intp)[:n]
     scale = np.repeat(absmax, blocksize)[:n]

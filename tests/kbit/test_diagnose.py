@@ -22,8 +22,7 @@ A100 = DriverProbe("libcuda.so.1", 12040, (Gpu(0, "NVIDIA A100 (mocked)", (8, 0)
 def run_kbit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("KBIT_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "kbit", *args], env=full, capture_output=True,
-                          text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "kbit", *args], env=full, capture_output=True, text=True, check=False)
 
 
 def test_cpu_only_machine_is_healthy(kbit_library_dir: Path) -> None:
@@ -53,9 +52,26 @@ def test_json_document(kbit_library_dir: Path) -> None:
     assert {f["name"]: f["available"] for f in doc["features"]}["CUDA kernels"] is False
     assert doc["environment"]["KBIT_LIBRARY_DIR"] == str(kbit_library_dir)
     assert doc["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
-    assert set(doc) == {"schema", "kbit", "platform", "python", "libc", "driver", "gpus",
-                        "libraries", "problems", "selected", "load_failures", "error", "warning",
-                        "features", "environment", "self_test", "healthy", "status"}
+    assert set(doc) == {
+        "schema",
+        "kbit",
+        "platform",
+        "python",
+        "libc",
+        "driver",
+        "gpus",
+        "libraries",
+        "problems",
+        "selected",
+        "load_failures",
+        "error",
+        "warning",
+        "features",
+        "environment",
+        "self_test",
+        "healthy",
+        "status",
+    }
 
 
 def test_corrupt_forced_library_is_unhealthy(kbit_library_dir: Path, tmp_path: Path) -> None:
@@ -65,8 +81,7 @@ def test_corrupt_forced_library_is_unhealthy(kbit_library_dir: Path, tmp_path: P
     assert proc.returncode == 1 and proc.stderr == ""
     assert f"load failed  {bad}: cannot load {bad}:" in proc.stdout
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("status       UNHEALTHY: no kbit library could be loaded: forced by "
-                           "KBIT_CUDA_VERSION=124")
+    assert last.startswith("status       UNHEALTHY: no kbit library could be loaded: forced by KBIT_CUDA_VERSION=124")
 
 
 def test_malformed_override_is_unhealthy_without_traceback(kbit_library_dir: Path) -> None:
@@ -86,16 +101,14 @@ def test_gpu_without_cuda_library_is_unhealthy(kbit_library_dir: Path) -> None:
     assert doc["healthy"] is False
     assert doc["status"].startswith("running on CPU: no CUDA library is installed for NVIDIA A100")
     assert "pip install 'kbit[cu12]'" in doc["status"]
-    assert doc["gpus"] == [{"index": 0, "name": "NVIDIA A100 (mocked)",
-                            "compute_capability": "8.0", "arch": 80}]
+    assert doc["gpus"] == [{"index": 0, "name": "NVIDIA A100 (mocked)", "compute_capability": "8.0", "arch": 80}]
     text = render(doc)
     assert "GPU 0        NVIDIA A100 (mocked), compute capability 8.0 (sm_80)" in text
     assert "driver       CUDA 12.4 (cuDriverGetVersion 12040" in text
 
 
 def test_gpu_forced_to_cpu_is_healthy(kbit_library_dir: Path) -> None:
-    doc = collect({"KBIT_LIBRARY_DIR": str(kbit_library_dir), "KBIT_CUDA_VERSION": "cpu"}, A100,
-                  self_test=False)
+    doc = collect({"KBIT_LIBRARY_DIR": str(kbit_library_dir), "KBIT_CUDA_VERSION": "cpu"}, A100, self_test=False)
     assert doc["healthy"] is True and doc["selected"]["forced"] is True
 
 
@@ -118,8 +131,18 @@ def test_rejected_and_problem_libraries_are_listed(kbit_library_dir: Path, tmp_p
 @pytest.mark.parametrize("probe", [NO_DRIVER, A100])
 def test_render_names_every_section(kbit_library_dir: Path, probe: DriverProbe) -> None:
     text = render(collect({"KBIT_LIBRARY_DIR": str(kbit_library_dir)}, probe, self_test=False))
-    for head in ("kbit ", "platform", "python", "libc", "driver", "libraries", "selected",
-                 "unavailable", "environment", "status"):
+    for head in (
+        "kbit ",
+        "platform",
+        "python",
+        "libc",
+        "driver",
+        "libraries",
+        "selected",
+        "unavailable",
+        "environment",
+        "status",
+    ):
         assert any(line.startswith(head) for line in text.splitlines()), head
 
 
@@ -127,8 +150,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "kbit" / "_data" / "
 
 
 @pytest.mark.parametrize("probe", [NO_DRIVER, A100])
-def test_document_matches_its_schema(kbit_library_dir: Path, tmp_path: Path,
-                                     probe: DriverProbe) -> None:
+def test_document_matches_its_schema(kbit_library_dir: Path, tmp_path: Path, probe: DriverProbe) -> None:
     import jsonschema
 
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
@@ -136,18 +158,19 @@ def test_document_matches_its_schema(kbit_library_dir: Path, tmp_path: Path,
     copy_cpu(kbit_library_dir, tmp_path)
     corrupt_cuda(tmp_path)
     (tmp_path / "libkbit_cuda118.json").write_text("{", encoding="utf-8")
-    for env in ({"KBIT_LIBRARY_DIR": str(tmp_path)},
-                {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "124"},
-                {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "x"},
-                {"KBIT_LIBRARY_DIR": str(kbit_library_dir)}):
+    for env in (
+        {"KBIT_LIBRARY_DIR": str(tmp_path)},
+        {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "124"},
+        {"KBIT_LIBRARY_DIR": str(tmp_path), "KBIT_CUDA_VERSION": "x"},
+        {"KBIT_LIBRARY_DIR": str(kbit_library_dir)},
+    ):
         doc = collect(env, probe, self_test=False)
         jsonschema.validate(json.loads(json.dumps(doc)), schema)
     assert schema["properties"]["schema"]["const"] == SCHEMA
 
 
 def test_kernel_module_without_libcuda_is_shown(kbit_library_dir: Path) -> None:
-    probe = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
-                        kernel_driver="550.54.14")
+    probe = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open", kernel_driver="550.54.14")
     doc = collect({"KBIT_LIBRARY_DIR": str(kbit_library_dir)}, probe, self_test=False)
     assert doc["driver"]["release"] == "550.54.14" and doc["driver"]["found"] is False
     assert "(the NVIDIA kernel module 550.54.14 is loaded)" in render(doc)

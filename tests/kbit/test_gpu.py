@@ -54,8 +54,7 @@ def test_cuda_library_selected(on_cuda: _loader.Runtime) -> None:
 @pytest.mark.parametrize("blocksize", R.BLOCKSIZES)
 @pytest.mark.parametrize("dtype", R.DTYPES)
 @pytest.mark.parametrize("fmt", R.FORMATS)
-def test_gpu_matches_reference(on_cuda: _loader.Runtime, fmt: str, dtype: str,
-                               blocksize: int) -> None:
+def test_gpu_matches_reference(on_cuda: _loader.Runtime, fmt: str, dtype: str, blocksize: int) -> None:
     """Host arrays: the CUDA library stages them through the GPU."""
     rng = np.random.default_rng([R.FORMATS.index(fmt), R.DTYPES.index(dtype), blocksize, 1])
     n = 5 * blocksize + 37
@@ -123,13 +122,11 @@ def test_device_pointers(on_cuda: _loader.Runtime, fmt: str) -> None:
         q_fn = "kbit_quantize_4bit" if four else "kbit_quantize_blockwise"
         lib.call(q_fn, "float16", table[fmt], d_x, d_codes, d_absmax, n, blocksize)
         np.testing.assert_array_equal(dev.get(d_codes, codes), codes)
-        np.testing.assert_array_equal(dev.get(d_absmax, absmax).view(np.uint32),
-                                      absmax.view(np.uint32))
+        np.testing.assert_array_equal(dev.get(d_absmax, absmax).view(np.uint32), absmax.view(np.uint32))
         d_out = dev.put(np.zeros(n, ml_dtypes.bfloat16))
         dq_fn = "kbit_dequantize_4bit" if four else "kbit_dequantize_blockwise"
         lib.call(dq_fn, "bfloat16", table[fmt], d_codes, d_absmax, d_out, n, blocksize)
         got = dev.get(d_out, np.zeros(n, np.uint16))
-        np.testing.assert_array_equal(got, R.dequantize(codes, absmax, fmt, blocksize, n,
-                                                        "bfloat16"))
+        np.testing.assert_array_equal(got, R.dequantize(codes, absmax, fmt, blocksize, n, "bfloat16"))
     finally:
         dev.free()

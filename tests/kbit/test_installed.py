@@ -41,8 +41,7 @@ kbit_cu12 = ["_lib/*"]
 
 
 def sh(*argv: object, cwd: Path | None = None) -> str:
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, check=False)
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 
@@ -55,7 +54,8 @@ def test_wheel_and_split_distribution(tmp_path: Path, kbit_library_dir: Path) ->
     (split / "kbit_cu12" / "_lib").mkdir(parents=True)
     (split / "pyproject.toml").write_text(SPLIT_PYPROJECT, encoding="utf-8")
     (split / "kbit_cu12" / "__init__.py").write_text(
-        "raise RuntimeError('kbit must not import kbit_cu12')\n", encoding="utf-8")
+        "raise RuntimeError('kbit must not import kbit_cu12')\n", encoding="utf-8"
+    )
     for name in ("libkbit_cpu.so", "libkbit_cpu.json"):
         shutil.copy2(kbit_library_dir / name, split / "kbit_cu12" / "_lib" / name)
     sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, split)
@@ -69,8 +69,9 @@ def test_wheel_and_split_distribution(tmp_path: Path, kbit_library_dir: Path) ->
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KBIT_")}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([str(python), "-m", "kbit", "--json"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(python), "-m", "kbit", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["kbit"]["location"].startswith(str(env_dir))  # the installed copy, not src/
@@ -80,8 +81,18 @@ def test_wheel_and_split_distribution(tmp_path: Path, kbit_library_dir: Path) ->
     assert doc["problems"] == [] and doc["self_test"]["ok"] is True
     assert doc["status"].startswith("running on CPU: no NVIDIA driver found")
     out = subprocess.run(
-        [str(python), "-c", ("import sys, numpy, kbit; kbit.quantize_4bit(numpy.ones(8, "
-         "numpy.float32)); print('kbit_cu12' in sys.modules)")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+        [
+            str(python),
+            "-c",
+            (
+                "import sys, numpy, kbit; kbit.quantize_4bit(numpy.ones(8, "
+                "numpy.float32)); print('kbit_cu12' in sys.modules)"
+            ),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert out == "False"

@@ -72,8 +72,7 @@ def check_against_reference(x: np.ndarray, fmt: str, blocksize: int) -> kbit.Qua
     y = dequantize(q)
     assert y.shape == x.shape and y.dtype == x.dtype
     expected = R.dequantize(codes, absmax, fmt, blocksize, x.size, dtype)
-    np.testing.assert_array_equal(bits(y).reshape(-1), bits(expected),
-                                  err_msg="dequantize differs from the reference")
+    np.testing.assert_array_equal(bits(y).reshape(-1), bits(expected), err_msg="dequantize differs from the reference")
     return q
 
 
@@ -162,8 +161,7 @@ def test_dequantize_propagates_special_absmax() -> None:
     absmax = np.array([np.inf], np.float32)
     y = kbit.dequantize_blockwise(codes, absmax, blocksize=64)
     assert np.isnan(y[0]) and y[1] == np.inf and y[2] == -np.inf  # 0 * Inf = NaN
-    y = kbit.dequantize_blockwise(codes, np.array([1e5], np.float32), blocksize=64,
-                                  dtype=np.float16)
+    y = kbit.dequantize_blockwise(codes, np.array([1e5], np.float32), blocksize=64, dtype=np.float16)
     assert y.dtype == np.float16 and y[1] == np.inf and y[0] == 0  # beyond float16: Inf
 
 
@@ -208,8 +206,13 @@ def arrays(draw: st.DrawFn) -> tuple[np.ndarray, str, int]:
     special = draw(st.booleans())
     elements = st.floats(width=width, allow_nan=special, allow_infinity=special)
     if draw(st.booleans()):  # a non-contiguous view
-        big = draw(hnp.arrays(np.float32 if width == 32 else np.float16,
-                              (*shape[:-1], 2 * shape[-1]) if shape else (2,), elements=elements))
+        big = draw(
+            hnp.arrays(
+                np.float32 if width == 32 else np.float16,
+                (*shape[:-1], 2 * shape[-1]) if shape else (2,),
+                elements=elements,
+            )
+        )
         x = big[..., ::2] if shape else big[0]
     else:
         x = draw(hnp.arrays(np.float32 if width == 32 else np.float16, shape, elements=elements))
@@ -234,8 +237,7 @@ def test_property_matches_reference(case: tuple[np.ndarray, str, int]) -> None:
 @pytest.mark.parametrize("portable", ["0", "1"], ids=["f16c", "portable"])
 @pytest.mark.parametrize("threads", ["1", "3"])
 @pytest.mark.parametrize("fmt", R.FORMATS)
-def test_threads_and_portable_path(fmt: str, threads: str, portable: str,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_and_portable_path(fmt: str, threads: str, portable: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Large enough for the CPU library to split the work across threads (it starts one per
     2^17 elements), with and without its F16C float16 conversion (csrc/include/kbit.h: the
     library reads KBIT_NUM_THREADS and KBIT_CPU_PORTABLE at each call)."""
@@ -258,15 +260,14 @@ def test_threads_and_portable_path(fmt: str, threads: str, portable: str,
     n=st.integers(0, 700),
     data=st.data(),
 )
-def test_property_dequantize_any_codes(fmt: str, out: str, blocksize: int, n: int,
-                                       data: st.DataObject) -> None:
+def test_property_dequantize_any_codes(fmt: str, out: str, blocksize: int, n: int, data: st.DataObject) -> None:
     """Dequantize on its own: arbitrary bytes and arbitrary float32 absmax (NaN, Inf, negative,
     subnormal, beyond float16's range), rounded to each output dtype exactly as the reference."""
     packed = n if fmt not in FOUR_BIT else (n + 1) // 2
     codes = data.draw(hnp.arrays(np.uint8, packed))
-    absmax = data.draw(hnp.arrays(np.float32, -(-n // blocksize),
-                                  elements=st.floats(width=32, allow_nan=True,
-                                                     allow_infinity=True)))
+    absmax = data.draw(
+        hnp.arrays(np.float32, -(-n // blocksize), elements=st.floats(width=32, allow_nan=True, allow_infinity=True))
+    )
     deq = kbit.dequantize_4bit if fmt in FOUR_BIT else kbit.dequantize_blockwise
     kw = {"quant_type" if fmt in FOUR_BIT else "code": fmt}
     y = deq(codes, absmax, blocksize=blocksize, dtype=np_dtype(out), shape=(n,), **kw)
@@ -274,6 +275,5 @@ def test_property_dequantize_any_codes(fmt: str, out: str, blocksize: int, n: in
     got = bits(y)
     nan = np.isnan(np.asarray(y, dtype=np.float32))
     # NaN payloads are not part of the format: compare NaN-ness there, bits elsewhere
-    assert np.array_equal(nan, np.isnan(R.to_f32(expected, out) if out == "bfloat16"
-                                        else expected.astype(np.float32)))
+    assert np.array_equal(nan, np.isnan(R.to_f32(expected, out) if out == "bfloat16" else expected.astype(np.float32)))
     np.testing.assert_array_equal(got[~nan], bits(expected)[~nan])

@@ -35,8 +35,15 @@ SUFFIX = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
 
 def manifest(directory: Path, stem: str, **fields: object) -> Path:
     data: dict[str, object] = {
-        "schema": 1, "library": f"{stem}{SUFFIX}", "backend": "cuda", "cuda": "12.4",
-        "sass": [80, 86, 90], "ptx": [90], "version": "0.1.0", "runtime": "static", "flags": {},
+        "schema": 1,
+        "library": f"{stem}{SUFFIX}",
+        "backend": "cuda",
+        "cuda": "12.4",
+        "sass": [80, 86, 90],
+        "ptx": [90],
+        "version": "0.1.0",
+        "runtime": "static",
+        "flags": {},
     }
     data.update(fields)
     path = directory / f"{stem}.json"
@@ -75,8 +82,7 @@ def copy_cpu(src: Path, dst: Path) -> None:
         ({"version": 1}, "'version' must be a string"),
     ],
 )
-def test_malformed_manifest_is_a_problem(tmp_path: Path, fields: dict[str, object],
-                                         problem: str) -> None:
+def test_malformed_manifest_is_a_problem(tmp_path: Path, fields: dict[str, object], problem: str) -> None:
     (tmp_path / f"libkbit_cuda124{SUFFIX}").write_bytes(b"x")
     manifest(tmp_path, "libkbit_cuda124", **fields)
     libraries, problems = scan_dir(tmp_path, "test")
@@ -123,13 +129,10 @@ def test_cpu_library_loads(kbit_library_dir: Path) -> None:
     assert ident.version == kbit.__version__
     assert rt.library.device_count() == 0
     assert rt.warning is None  # no GPU, no CUDA library: CPU is simply right
-    assert rt.selection is not None and rt.selection.reason.startswith(
-        "running on CPU: no NVIDIA driver found")
+    assert rt.selection is not None and rt.selection.reason.startswith("running on CPU: no NVIDIA driver found")
 
 
-def test_corrupt_library_is_reported_and_next_candidate_loads(
-    kbit_library_dir: Path, tmp_path: Path
-) -> None:
+def test_corrupt_library_is_reported_and_next_candidate_loads(kbit_library_dir: Path, tmp_path: Path) -> None:
     copy_cpu(kbit_library_dir, tmp_path)
     bad = corrupt_cuda(tmp_path)
     rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(tmp_path)}, H100)
@@ -162,8 +165,10 @@ def test_library_not_matching_its_manifest(kbit_library_dir: Path, tmp_path: Pat
     rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(tmp_path)}, H100)
     assert rt.on_cpu
     [failure] = rt.failures
-    assert "does not match its manifest: reports backend 'cpu' (manifest 'cuda'), CUDA None " \
+    assert (
+        "does not match its manifest: reports backend 'cpu' (manifest 'cuda'), CUDA None "
         "(manifest 12.4)" in failure.error
+    )
 
 
 def test_not_a_kbit_library(kbit_library_dir: Path, tmp_path: Path) -> None:
@@ -211,8 +216,7 @@ def test_library_from_split_distribution(
     if sys.version_info >= (3, 10):
         assert mine[0].source == "kbit_cu12 (kbit-cu12 0.1.0)"
     assert any(d.path == package / "_lib" for d in discovery.dirs)
-    assert any("names kbit_ghost" in p.problem and "no such package" in p.problem
-               for p in discovery.problems)
+    assert any("names kbit_ghost" in p.problem and "no such package" in p.problem for p in discovery.problems)
     rt = _loader.resolve({}, H100)
     assert rt.selection is not None and rt.selection.choice is not None
     assert rt.selection.choice.path == package / "_lib" / f"libkbit_cuda124{SUFFIX}"
@@ -223,16 +227,14 @@ def test_library_from_split_distribution(
 # ------------------------------------------------------------------------- process-wide runtime
 
 
-def test_runtime_warns_once(kbit_library_dir: Path, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_warns_once(kbit_library_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy_cpu(kbit_library_dir, tmp_path)
     corrupt_cuda(tmp_path)
     monkeypatch.setenv("KBIT_LIBRARY_DIR", str(tmp_path))
     monkeypatch.delenv("KBIT_CUDA_VERSION", raising=False)
     # A MOCKED probe: an NVIDIA kernel module without a usable libcuda (a container without GPU
     # access); the CUDA library is set aside (never loaded) and the warning says why.
-    broken = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
-                         kernel_driver="550.54.14")
+    broken = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open", kernel_driver="550.54.14")
     monkeypatch.setattr(_loader, "probe_driver", lambda: broken)
     _loader.reset()
     try:
@@ -259,8 +261,7 @@ def test_library_error_raised_on_use(tmp_path: Path, monkeypatch: pytest.MonkeyP
         _loader.reset()
 
 
-def test_load_warning_when_a_cuda_library_takes_over(kbit_library_dir: Path, tmp_path: Path
-                                                     ) -> None:
+def test_load_warning_when_a_cuda_library_takes_over(kbit_library_dir: Path, tmp_path: Path) -> None:
     """Two candidates fail; the warning names both files (here the CPU library ends up used)."""
     copy_cpu(kbit_library_dir, tmp_path)
     a = corrupt_cuda(tmp_path, "libkbit_cuda124")
@@ -288,8 +289,9 @@ def test_import_loads_nothing(kbit_library_dir: Path) -> None:
     )
     env = {**os.environ, "KBIT_LIBRARY_DIR": str(kbit_library_dir)}
     env.pop("KBIT_CUDA_VERSION", None)
-    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, check=True,
-                         capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     assert out == ["[] False False", "True"]
 
 
@@ -311,15 +313,13 @@ def test_missing_dependency_is_reported(kbit_library_dir: Path, tmp_path: Path) 
     dep_dir.mkdir()
     (dep_dir / "dep.c").write_text("int kbit_test_dependency(void) { return 1; }\n")
     (tmp_path / "lib.c").write_text(
-        "int kbit_test_dependency(void);\nint kbit_abi_version(void) "
-        "{ return kbit_test_dependency(); }\n")
-    subprocess.run([cc, "-shared", "-fPIC", "-o", dep_dir / "libkbitgone.so", dep_dir / "dep.c"],
-                   check=True)
+        "int kbit_test_dependency(void);\nint kbit_abi_version(void) { return kbit_test_dependency(); }\n"
+    )
+    subprocess.run([cc, "-shared", "-fPIC", "-o", dep_dir / "libkbitgone.so", dep_dir / "dep.c"], check=True)
     libdir = tmp_path / "libs"
     copy_cpu(kbit_library_dir, libdir)
     target = libdir / f"libkbit_cuda124{SUFFIX}"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", target, tmp_path / "lib.c",
-                    f"-L{dep_dir}", "-lkbitgone"], check=True)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", target, tmp_path / "lib.c", f"-L{dep_dir}", "-lkbitgone"], check=True)
     manifest(libdir, "libkbit_cuda124")
     shutil.rmtree(dep_dir)  # the dependency disappears
     rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(libdir)}, H100)
@@ -337,11 +337,18 @@ def test_dll_search_dirs_for_a_shared_cuda_runtime(tmp_path: Path) -> None:
     roots = [tmp_path / "site" / "nvidia"]
     (roots[0] / "cu13" / "bin").mkdir(parents=True)
     (roots[0] / "cuda_runtime" / "bin").mkdir(parents=True)
-    data = {"schema": 1, "library": "libkbit_cuda130.dll", "backend": "cuda", "cuda": "13.0",
-            "sass": [75], "ptx": [], "version": "0.1.0", "runtime": "shared"}
+    data = {
+        "schema": 1,
+        "library": "libkbit_cuda130.dll",
+        "backend": "cuda",
+        "cuda": "13.0",
+        "sass": [75],
+        "ptx": [],
+        "version": "0.1.0",
+        "runtime": "shared",
+    }
     lib_dir = tmp_path / "kbit" / "_lib"
     shared = parse_manifest(data, lib_dir / "libkbit_cuda130.json", "kbit")
-    assert dll_search_dirs(shared, roots) == [lib_dir, roots[0] / "cu13" / "bin",
-                                              roots[0] / "cuda_runtime" / "bin"]
+    assert dll_search_dirs(shared, roots) == [lib_dir, roots[0] / "cu13" / "bin", roots[0] / "cuda_runtime" / "bin"]
     static = parse_manifest({**data, "runtime": "static"}, lib_dir / "libkbit_cuda130.json", "kbit")
     assert dll_search_dirs(static, roots) == [lib_dir]

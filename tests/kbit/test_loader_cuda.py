@@ -25,8 +25,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cuda_dir(cuda13_wheel: tuple[Path, Path], kbit_library_dir: Path,  # noqa: F811
-             tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cuda_dir(
+    cuda13_wheel: tuple[Path, Path],
+    kbit_library_dir: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     """The CUDA 13.0 library and its manifest, as the wheel installs them, plus the CPU one."""
     wheel, _ = cuda13_wheel
     lib_dir = unpack(wheel, tmp_path_factory.mktemp("cuda13-unpacked"))
@@ -52,17 +55,14 @@ def test_no_driver_sets_the_cuda_library_aside(cuda_dir: Path) -> None:
 
 
 def test_forced_cuda_library_loads_and_reports_itself(cuda_dir: Path) -> None:
-    rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(cuda_dir), "KBIT_CUDA_VERSION": "130"},
-                         probe_driver())
+    rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(cuda_dir), "KBIT_CUDA_VERSION": "130"}, probe_driver())
     assert rt.library is not None and rt.failures == ()
     ident = rt.library.identity
-    assert (ident.backend, ident.cuda, ident.sass, ident.ptx) == ("cuda", CudaVersion(13, 0),
-                                                                  (75, 120), (120,))
+    assert (ident.backend, ident.cuda, ident.sass, ident.ptx) == ("cuda", CudaVersion(13, 0), (75, 120), (120,))
     assert ident.cuda_runtime is not None and ident.cuda_runtime.major == 13  # static cudart
     assert rt.library.device_count() == 0
     assert rt.selection is not None
-    assert rt.selection.notes == (("KBIT_CUDA_VERSION=130 forces libkbit_cuda130.so but no NVIDIA "
-                                  "driver was found"),)
+    assert rt.selection.notes == (("KBIT_CUDA_VERSION=130 forces libkbit_cuda130.so but no NVIDIA driver was found"),)
     # Running a kernel needs a GPU: the library's own error comes through.
     _loader.install(rt)
     try:
@@ -80,15 +80,20 @@ def test_forced_cuda_library_loads_and_reports_itself(cuda_dir: Path) -> None:
     [
         (blackwell(13000), "libkbit_cuda130.so", "SASS for RTX 5090 (mocked) (sm_120)"),
         (blackwell(12080), "libkbit_cpu.so", "needs a CUDA 13.x driver"),
-        (DriverProbe("libcuda.so.1", 13000, (Gpu(0, "V100 (mocked)", (7, 0)),)),
-         "libkbit_cpu.so", "the GPU is older than every arch"),
-        (DriverProbe("libcuda.so.1", 13000, (Gpu(0, "H100 (mocked)", (9, 0)),)),
-         "libkbit_cpu.so", "no code for GPU 0 H100 (mocked) (sm_90)"),
+        (
+            DriverProbe("libcuda.so.1", 13000, (Gpu(0, "V100 (mocked)", (7, 0)),)),
+            "libkbit_cpu.so",
+            "the GPU is older than every arch",
+        ),
+        (
+            DriverProbe("libcuda.so.1", 13000, (Gpu(0, "H100 (mocked)", (9, 0)),)),
+            "libkbit_cpu.so",
+            "no code for GPU 0 H100 (mocked) (sm_90)",
+        ),
     ],
     ids=["sm120-driver13", "driver-12.8", "sm70-too-old", "sm90-not-covered"],
 )
-def test_mocked_gpus_with_the_real_library(cuda_dir: Path, probe: DriverProbe, chosen: str,
-                                           why: str) -> None:
+def test_mocked_gpus_with_the_real_library(cuda_dir: Path, probe: DriverProbe, chosen: str, why: str) -> None:
     rt = _loader.resolve({"KBIT_LIBRARY_DIR": str(cuda_dir)}, probe)
     assert rt.library is not None and rt.library.info.name == chosen
     assert rt.failures == ()  # the real CUDA library loads when chosen
@@ -108,8 +113,7 @@ def test_diagnose_lists_the_real_cuda_library(cuda_dir: Path) -> None:
 
 
 def test_diagnose_forced_cuda_without_gpu_is_unhealthy(cuda_dir: Path) -> None:
-    doc = collect({"KBIT_LIBRARY_DIR": str(cuda_dir), "KBIT_CUDA_VERSION": "130"}, probe_driver(),
-                  self_test=False)
+    doc = collect({"KBIT_LIBRARY_DIR": str(cuda_dir), "KBIT_CUDA_VERSION": "130"}, probe_driver(), self_test=False)
     assert doc["healthy"] is False
     assert doc["selected"]["devices"] == 0 and doc["selected"]["forced"] is True
     assert doc["status"].startswith("libkbit_cuda130.so loaded but its CUDA runtime sees no GPU: ")

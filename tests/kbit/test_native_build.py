@@ -42,13 +42,15 @@ pytestmark = pytest.mark.slow
 # ----------------------------------------------------------------------------- helpers
 
 
-def sh(argv: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 900,
-       cwd: Path | None = None) -> str:
+def sh(
+    argv: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
+) -> str:
     """Run a command; on failure, fail the test with its output tail."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=cwd, check=False)
+    proc = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd, check=False
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
         pytest.fail(f"command failed ({proc.returncode}): {' '.join(map(str, argv))}\n{tail}")
@@ -69,8 +71,7 @@ def zig_executable() -> Path:
     return Path(ziglang.__file__).parent / "zig"
 
 
-def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              name: str) -> Path:
+def cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     if cache is not None:
         return Path(cache.mkdir(name))
@@ -103,12 +104,10 @@ def read_manifest(lib_dir: Path, stem: str) -> dict[str, object]:
 
 def load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    for name in ("kbit_version", "kbit_backend", "kbit_sass_archs", "kbit_ptx_archs",
-                 "kbit_last_error"):
+    for name in ("kbit_version", "kbit_backend", "kbit_sass_archs", "kbit_ptx_archs", "kbit_last_error"):
         getattr(lib, name).restype = ctypes.c_char_p
     vp, i64, ci = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
-                 "kbit_dequantize_4bit"):
+    for name in ("kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit", "kbit_dequantize_4bit"):
         getattr(lib, name).argtypes = [ci, ci, vp, vp, vp, i64, ci]
     return lib
 
@@ -134,8 +133,7 @@ def symbol_versions(library: Path) -> set[str]:
 
 
 def newest_glibc(versions: set[str]) -> tuple[int, ...]:
-    found = [tuple(int(p) for p in v.split("_")[1].split(".")) for v in versions
-             if v.startswith("GLIBC_")]
+    found = [tuple(int(p) for p in v.split("_")[1].split(".")) for v in versions if v.startswith("GLIBC_")]
     return max(found)
 
 
@@ -195,23 +193,18 @@ def test_cpu_roundtrip_smoke(cpu_wheel: Path, tmp_path: Path) -> None:
     x = rng.standard_normal(10_001).astype(np.float32)
     codes = np.zeros(x.size, np.uint8)
     absmax = np.zeros(-(-x.size // 256), np.float32)
-    assert lib.kbit_quantize_blockwise(0, 0, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data,
-                                       x.size, 256) == 0
+    assert lib.kbit_quantize_blockwise(0, 0, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, x.size, 256) == 0
     y = np.zeros_like(x)
-    assert lib.kbit_dequantize_blockwise(0, 0, codes.ctypes.data, absmax.ctypes.data,
-                                         y.ctypes.data, x.size, 256) == 0
+    assert lib.kbit_dequantize_blockwise(0, 0, codes.ctypes.data, absmax.ctypes.data, y.ctypes.data, x.size, 256) == 0
     np.testing.assert_array_equal(absmax, _block_absmax(x, 256))
     assert np.max(np.abs(y - x) / np.repeat(absmax, 256)[: x.size]) < 0.02
     packed = np.zeros((x.size + 1) // 2, np.uint8)
-    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data,
-                                  x.size, 256) == 0
+    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data, x.size, 256) == 0
     assert packed[-1] & 0x0F == 0  # odd n: the last low nibble stays 0
-    assert lib.kbit_dequantize_4bit(0, 0, packed.ctypes.data, absmax.ctypes.data,
-                                    y.ctypes.data, x.size, 256) == 0
+    assert lib.kbit_dequantize_4bit(0, 0, packed.ctypes.data, absmax.ctypes.data, y.ctypes.data, x.size, 256) == 0
     assert np.max(np.abs(y - x) / np.repeat(absmax, 256)[: x.size]) < 0.2
     # a bad blocksize is refused with a message naming the allowed ones
-    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data,
-                                  x.size, 100) == 1
+    assert lib.kbit_quantize_4bit(0, 0, x.ctypes.data, packed.ctypes.data, absmax.ctypes.data, x.size, 100) == 1
     assert b"blocksize 100" in lib.kbit_last_error()
 
 
@@ -221,9 +214,9 @@ def _block_absmax(x: np.ndarray, bs: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["f16c-if-present", "portable"])
-def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path: Path,
-                                                       portable: bool,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_float16_and_bfloat16_rounding_is_nearest_even(
+    cpu_wheel: Path, tmp_path: Path, portable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dequantizing code 1.0 (dynamic index 255) with absmax a gives exactly a, rounded to the
     output dtype: compared with NumPy's float16 cast (round to nearest even) over random float32
     bit patterns, and with an integer RNE reference for bfloat16. Both CPU paths: F16C
@@ -232,20 +225,31 @@ def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path
     lib = load(unpack(cpu_wheel, tmp_path) / "libkbit_cpu.so")
     rng = np.random.default_rng(3)
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
-    special = np.array([0x477FEFFF, 0x477FF000, 0x33000000, 0x33000001, 0x387FC000, 0x38800000,
-                        0x7F800000, 0xFF800000, 0x00000001, 0x80000000], np.uint32)
+    special = np.array(
+        [
+            0x477FEFFF,
+            0x477FF000,
+            0x33000000,
+            0x33000001,
+            0x387FC000,
+            0x38800000,
+            0x7F800000,
+            0xFF800000,
+            0x00000001,
+            0x80000000,
+        ],
+        np.uint32,
+    )
     absmax = np.concatenate([bits, special]).view(np.float32)
     absmax = absmax[~np.isnan(absmax)]
     n = absmax.size * 64
     codes = np.full(n, 255, np.uint8)
     out16 = np.zeros(n, np.uint16)
-    assert lib.kbit_dequantize_blockwise(1, 0, codes.ctypes.data, absmax.ctypes.data,
-                                         out16.ctypes.data, n, 64) == 0
+    assert lib.kbit_dequantize_blockwise(1, 0, codes.ctypes.data, absmax.ctypes.data, out16.ctypes.data, n, 64) == 0
     with np.errstate(over="ignore"):  # values beyond 65504 become inf, as intended
         want16 = absmax.astype(np.float16)
     np.testing.assert_array_equal(out16[::64].view(np.float16), want16)
-    assert lib.kbit_dequantize_blockwise(2, 0, codes.ctypes.data, absmax.ctypes.data,
-                                         out16.ctypes.data, n, 64) == 0
+    assert lib.kbit_dequantize_blockwise(2, 0, codes.ctypes.data, absmax.ctypes.data, out16.ctypes.data, n, 64) == 0
     u = absmax.view(np.uint32).astype(np.uint64)
     want = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     np.testing.assert_array_equal(out16[::64], want)
@@ -256,8 +260,7 @@ def test_float16_and_bfloat16_rounding_is_nearest_even(cpu_wheel: Path, tmp_path
     block = np.zeros(halves.size * 64, np.uint16)
     block[::64] = halves
     got = np.zeros(halves.size, np.float32)
-    assert lib.kbit_quantize_blockwise(1, 0, block.ctypes.data, codes.ctypes.data,
-                                       got.ctypes.data, block.size, 64) == 0
+    assert lib.kbit_quantize_blockwise(1, 0, block.ctypes.data, codes.ctypes.data, got.ctypes.data, block.size, 64) == 0
     finite = np.abs(halves.view(np.float16).astype(np.float32))
     np.testing.assert_array_equal(got, np.where(np.isinf(finite), 0, finite))
 
@@ -284,10 +287,8 @@ def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_
 
     def roundtrip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, absmax, y = np.zeros(64, np.uint8), np.zeros(1, np.float32), np.zeros(64, np.float32)
-        assert lib.kbit_quantize_blockwise(0, 1, x.ctypes.data, codes.ctypes.data,
-                                           absmax.ctypes.data, 64, 64) == 0
-        assert lib.kbit_dequantize_blockwise(0, 1, codes.ctypes.data, absmax.ctypes.data,
-                                             y.ctypes.data, 64, 64) == 0
+        assert lib.kbit_quantize_blockwise(0, 1, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, 64, 64) == 0
+        assert lib.kbit_dequantize_blockwise(0, 1, codes.ctypes.data, absmax.ctypes.data, y.ctypes.data, 64, 64) == 0
         return codes, absmax, y
 
     ieee = roundtrip()
@@ -329,8 +330,21 @@ def provision_cuobjdump_from_pypi(dest: Path) -> Path:
     """cuobjdump from PyPI (the 13.2+ wheels read 13.0 fatbins; there is none for 13.0)."""
     exe = dest / "nvidia" / "cu13" / "bin" / "cuobjdump"
     if not exe.is_file():
-        sh([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", dest,
-            "nvidia-cuda-cuobjdump>=13.2,<14"], env={"PIP_CONFIG_FILE": os.devnull}, timeout=600)
+        sh(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                dest,
+                "nvidia-cuda-cuobjdump>=13.2,<14",
+            ],
+            env={"PIP_CONFIG_FILE": os.devnull},
+            timeout=600,
+        )
     assert exe.is_file()
     return exe
 
@@ -353,8 +367,7 @@ def cuda_config(root: Path, build_dir: Path) -> list[str]:
 
 def no_system_cuda_env() -> dict[str, str]:
     """PATH without any CUDA folder and no CUDA_* variables: only the PyPI toolkit can be used."""
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
-                           if "cuda" not in p.lower())
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if "cuda" not in p.lower())
     env = {"PATH": path, "SOURCE_DATE_EPOCH": "1700000000"}  # reproducible wheel timestamps
     for var in ("CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT", "CUDACXX"):
         env[var] = ""
@@ -364,13 +377,13 @@ def no_system_cuda_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cuda13_wheel(cuda13: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     build_dir = tmp_path_factory.mktemp("cuda13-build")
-    wheel = build_wheel(tmp_path_factory.mktemp("cuda13-wheel"), *cuda_config(cuda13, build_dir),
-                        env=no_system_cuda_env())
+    wheel = build_wheel(
+        tmp_path_factory.mktemp("cuda13-wheel"), *cuda_config(cuda13, build_dir), env=no_system_cuda_env()
+    )
     return wheel, build_dir
 
 
-def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[Path, Path],
-                                              tmp_path: Path) -> None:
+def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[Path, Path], tmp_path: Path) -> None:
     wheel, build_dir = cuda13_wheel
     # The build used the PyPI toolkit and nothing else.
     cache = (build_dir / "CMakeCache.txt").read_text()
@@ -403,11 +416,12 @@ def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[
 
 
 def test_cuda13_fatbin_holds_exactly_the_requested_archs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-    cuda13_wheel: tuple[Path, Path], tmp_path: Path,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    cuda13_wheel: tuple[Path, Path],
+    tmp_path: Path,
 ) -> None:
-    cuobjdump = provision_cuobjdump_from_pypi(
-        cache_dir(request, tmp_path_factory, "kbit-cuobjdump-pypi"))
+    cuobjdump = provision_cuobjdump_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuobjdump-pypi"))
     library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
     elf = sh([cuobjdump, "--list-elf", library])
     ptx = sh([cuobjdump, "--list-ptx", library])
@@ -417,40 +431,64 @@ def test_cuda13_fatbin_holds_exactly_the_requested_archs(
     assert ".nv_fatbin" in sections
 
 
-def test_cuda13_wheel_rebuilds_bit_identical(cuda13: Path, cuda13_wheel: tuple[Path, Path],
-                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cuda13_wheel_rebuilds_bit_identical(
+    cuda13: Path, cuda13_wheel: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """A second build in another folder gives the same wheel, byte for byte (SOURCE_DATE_EPOCH
     fixes the zip times; the link strips nvcc's tmpxft_<pid> file symbol)."""
     build_dir = tmp_path_factory.mktemp("cuda13-rebuild-elsewhere")
-    again = build_wheel(tmp_path_factory.mktemp("cuda13-wheel-again"), *cuda_config(cuda13, build_dir),
-                        env=no_system_cuda_env())
+    again = build_wheel(
+        tmp_path_factory.mktemp("cuda13-wheel-again"), *cuda_config(cuda13, build_dir), env=no_system_cuda_env()
+    )
     assert again.read_bytes() == cuda13_wheel[0].read_bytes()
 
 
-def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path],
-                                             tmp_path: Path) -> None:
+def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path], tmp_path: Path) -> None:
     """The static CUDA runtime stays inside: only kbit_* symbols, no libcudart/libstdc++ needed."""
     library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
     exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
     assert sorted(exported) == sorted(
-        ["kbit_abi_version", "kbit_version", "kbit_backend", "kbit_cuda_version",
-         "kbit_cuda_runtime_version", "kbit_sass_archs", "kbit_ptx_archs", "kbit_device_count",
-         "kbit_last_error", "kbit_quantize_blockwise", "kbit_dequantize_blockwise",
-         "kbit_quantize_4bit", "kbit_dequantize_4bit"])
+        [
+            "kbit_abi_version",
+            "kbit_version",
+            "kbit_backend",
+            "kbit_cuda_version",
+            "kbit_cuda_runtime_version",
+            "kbit_sass_archs",
+            "kbit_ptx_archs",
+            "kbit_device_count",
+            "kbit_last_error",
+            "kbit_quantize_blockwise",
+            "kbit_dequantize_blockwise",
+            "kbit_quantize_4bit",
+            "kbit_dequantize_4bit",
+        ]
+    )
     needed = set(re.findall(r"\(NEEDED\).*\[(.+)\]", sh(["readelf", "-d", library])))
     assert not any("cudart" in n or "stdc++" in n for n in needed), needed
 
 
-def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path,
-                                                               tmp_path: Path) -> None:
+def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path, tmp_path: Path) -> None:
     """KBIT_CUDA_RUNTIME=shared: the library NEEDS libcudart.so.13 and finds it through an RPATH
     into NVIDIA's runtime wheel (site-packages/nvidia/cu13/lib), not the build toolkit's path."""
     cmake = shutil.which("cmake")
     assert cmake, "cmake is needed"
     build = tmp_path / "build"
-    sh([cmake, "-S", ROOT, "-B", build, "-DKBIT_BACKEND=cuda", "-DKBIT_CUDA_RUNTIME=shared",
-        "-DKBIT_CUDA_SASS=75", f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
-        f"-DCUDAToolkit_ROOT={cuda13}"], env=no_system_cuda_env())
+    sh(
+        [
+            cmake,
+            "-S",
+            ROOT,
+            "-B",
+            build,
+            "-DKBIT_BACKEND=cuda",
+            "-DKBIT_CUDA_RUNTIME=shared",
+            "-DKBIT_CUDA_SASS=75",
+            f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
+            f"-DCUDAToolkit_ROOT={cuda13}",
+        ],
+        env=no_system_cuda_env(),
+    )
     sh([cmake, "--build", build], env=no_system_cuda_env())
     library = build / "lib" / "libkbit_cuda130.so"
     dynamic = sh(["readelf", "-d", library])
@@ -466,11 +504,14 @@ def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path,
 # ----------------------------------------------------------------------------- (c) glibc floor
 
 
-def test_cpu_wheel_through_zig_is_manylinux_2_28_or_older(tmp_path_factory: pytest.TempPathFactory,
-                                                         tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path_factory.mktemp("cpu-zig-wheel"),
-                        "cmake.define.KBIT_LINK_GLIBC=2.17",
-                        f"cmake.define.KBIT_ZIG={zig_executable()}")
+def test_cpu_wheel_through_zig_is_manylinux_2_28_or_older(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    wheel = build_wheel(
+        tmp_path_factory.mktemp("cpu-zig-wheel"),
+        "cmake.define.KBIT_LINK_GLIBC=2.17",
+        f"cmake.define.KBIT_ZIG={zig_executable()}",
+    )
     tag, report = auditwheel_tag(wheel)
     assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
     library = unpack(wheel, tmp_path) / "libkbit_cpu.so"
@@ -490,11 +531,13 @@ def test_cuda13_wheel_through_zig_is_manylinux_2_28_or_older(
     """libcudart_static.a linked on this glibc-2.36 host would need GLIBC_2.34; through zig's
     glibc-2.17 stubs it needs no newer than 2.17 and still loads and reports its runtime."""
     build_dir = tmp_path_factory.mktemp("cuda13-zig-build")
-    wheel = build_wheel(tmp_path_factory.mktemp("cuda13-zig-wheel"),
-                        *cuda_config(cuda13, build_dir),
-                        "cmake.define.KBIT_LINK_GLIBC=2.17",
-                        f"cmake.define.KBIT_ZIG={zig_executable()}",
-                        env=no_system_cuda_env())
+    wheel = build_wheel(
+        tmp_path_factory.mktemp("cuda13-zig-wheel"),
+        *cuda_config(cuda13, build_dir),
+        "cmake.define.KBIT_LINK_GLIBC=2.17",
+        f"cmake.define.KBIT_ZIG={zig_executable()}",
+        env=no_system_cuda_env(),
+    )
     tag, _ = auditwheel_tag(wheel)
     assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
     library = unpack(wheel, tmp_path) / "libkbit_cuda130.so"
@@ -519,8 +562,11 @@ def mingw_tool(name: str) -> str:
 def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mingw_tool("g++")
     toolchain = ROOT / "cmake" / "mingw-w64-x86_64.cmake"
-    return build_wheel(tmp_path_factory.mktemp("win-wheel"), f"cmake.args=--toolchain={toolchain}",
-                       env={"_PYTHON_HOST_PLATFORM": "win-amd64"})
+    return build_wheel(
+        tmp_path_factory.mktemp("win-wheel"),
+        f"cmake.args=--toolchain={toolchain}",
+        env={"_PYTHON_HOST_PLATFORM": "win-amd64"},
+    )
 
 
 def test_mingw_cross_build_gives_a_win_amd64_wheel(win_wheel: Path, tmp_path: Path) -> None:
@@ -532,8 +578,15 @@ def test_mingw_cross_build_gives_a_win_amd64_wheel(win_wheel: Path, tmp_path: Pa
     dump = sh([objdump, "-p", lib_dir / "libkbit_cpu.dll"])
     assert "pei-x86-64" in dump
     exports = set(re.findall(r"^\s*\[\s*\d+\]\s+(kbit_\w+)$", dump, re.MULTILINE))
-    assert {"kbit_quantize_blockwise", "kbit_dequantize_blockwise", "kbit_quantize_4bit",
-            "kbit_dequantize_4bit", "kbit_version", "kbit_backend", "kbit_last_error"} <= exports
+    assert {
+        "kbit_quantize_blockwise",
+        "kbit_dequantize_blockwise",
+        "kbit_quantize_4bit",
+        "kbit_dequantize_4bit",
+        "kbit_version",
+        "kbit_backend",
+        "kbit_last_error",
+    } <= exports
     imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
     # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
     assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
@@ -585,9 +638,14 @@ def _linux_reference_stream(lib: ctypes.CDLL, x: np.ndarray) -> bytes:
         for code in (0, 1):
             codes, absmax = np.zeros(n, np.uint8), np.zeros(-(-n // bs), np.float32)
             y16, y, c4 = np.zeros(n, np.uint16), np.zeros(n, np.float32), np.zeros((n + 1) // 2, np.uint8)
-            assert lib.kbit_quantize_blockwise(0, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n, bs) == 0
+            assert (
+                lib.kbit_quantize_blockwise(0, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n, bs) == 0
+            )
             parts += [codes.tobytes(), absmax.tobytes()]
-            assert lib.kbit_dequantize_blockwise(1, code, codes.ctypes.data, absmax.ctypes.data, y16.ctypes.data, n, bs) == 0
+            assert (
+                lib.kbit_dequantize_blockwise(1, code, codes.ctypes.data, absmax.ctypes.data, y16.ctypes.data, n, bs)
+                == 0
+            )
             parts.append(y16.tobytes())
             assert lib.kbit_quantize_4bit(2, code, y16.ctypes.data, c4.ctypes.data, absmax.ctypes.data, n, bs) == 0
             parts += [c4.tobytes(), absmax.tobytes()]
@@ -596,8 +654,9 @@ def _linux_reference_stream(lib: ctypes.CDLL, x: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.parametrize("env", [{}, {"KBIT_CPU_PORTABLE": "1"}, {"KBIT_NUM_THREADS": "1"}],
-                         ids=["default", "portable", "one-thread"])
+@pytest.mark.parametrize(
+    "env", [{}, {"KBIT_CPU_PORTABLE": "1"}, {"KBIT_NUM_THREADS": "1"}], ids=["default", "portable", "one-thread"]
+)
 def test_mingw_dll_runs_under_wine_like_the_linux_library(
     win_wheel: Path, cpu_wheel: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -615,8 +674,11 @@ def test_mingw_dll_runs_under_wine_like_the_linux_library(
     x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
     x[[3, 7, 11]] = [np.nan, np.inf, -np.inf]
     x.tofile(tmp_path / "x.bin")
-    out = sh([wine, tmp_path / "driver.exe", dll, str(n), tmp_path / "x.bin", tmp_path / "out.bin"],
-             env={"WINEDEBUG": "-all", "WINEPREFIX": str(tmp_path / "wineprefix"), **env}, timeout=600)
+    out = sh(
+        [wine, tmp_path / "driver.exe", dll, str(n), tmp_path / "x.bin", tmp_path / "out.bin"],
+        env={"WINEDEBUG": "-all", "WINEPREFIX": str(tmp_path / "wineprefix"), **env},
+        timeout=600,
+    )
     assert "backend=cpu" in out
     assert (tmp_path / "out.bin").read_bytes() == _linux_reference_stream(lib, x)
 
@@ -652,15 +714,19 @@ def test_cuda_kernels_match_the_cpu_backend_bit_for_bit(
         bf16 = (x32.view(np.uint32) >> 16).astype(np.uint16)  # any bit pattern is a valid input
         for dtype, x in ((0, x32), (1, x32.astype(np.float16)), (2, bf16)):
             for bits, code in ((8, 0), (8, 1), (4, 0), (4, 1)):
-                results = [_run_roundtrip(lib, rt, dtype=dtype, code=code, bits=bits, x=x,
-                                          blocksize=blocksize) for lib in (cpu, gpu)]
+                results = [
+                    _run_roundtrip(lib, rt, dtype=dtype, code=code, bits=bits, x=x, blocksize=blocksize)
+                    for lib in (cpu, gpu)
+                ]
                 for want, got in zip(results[0], results[1], strict=True):
-                    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
-                                                  err_msg=f"{bits=} {code=} {dtype=} {blocksize=}")
+                    np.testing.assert_array_equal(
+                        got.view(np.uint8), want.view(np.uint8), err_msg=f"{bits=} {code=} {dtype=} {blocksize=}"
+                    )
 
 
-def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code: int, bits: int,
-                   x: np.ndarray, blocksize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run_roundtrip(
+    lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code: int, bits: int, x: np.ndarray, blocksize: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = x.size
     codes = np.zeros(n if bits == 8 else (n + 1) // 2, np.uint8)
     absmax = np.zeros(-(-n // blocksize), np.float32)
@@ -668,10 +734,12 @@ def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code
     quantize = lib.kbit_quantize_blockwise if bits == 8 else lib.kbit_quantize_4bit
     dequantize = lib.kbit_dequantize_blockwise if bits == 8 else lib.kbit_dequantize_4bit
     if rt is None or lib.kbit_backend() == b"cpu":
-        assert quantize(dtype, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n,
-                        blocksize) == 0, lib.kbit_last_error()
-        assert dequantize(dtype, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n,
-                          blocksize) == 0, lib.kbit_last_error()
+        assert quantize(dtype, code, x.ctypes.data, codes.ctypes.data, absmax.ctypes.data, n, blocksize) == 0, (
+            lib.kbit_last_error()
+        )
+        assert dequantize(dtype, code, codes.ctypes.data, absmax.ctypes.data, out.ctypes.data, n, blocksize) == 0, (
+            lib.kbit_last_error()
+        )
         return codes, absmax, out
     arrays = {"x": x, "codes": codes, "absmax": absmax, "out": out}
     dev: dict[str, ctypes.c_void_p] = {}
@@ -680,10 +748,10 @@ def _run_roundtrip(lib: ctypes.CDLL, rt: ctypes.CDLL | None, *, dtype: int, code
             dev[name] = ctypes.c_void_p()
             assert rt.cudaMalloc(ctypes.byref(dev[name]), max(arr.nbytes, 1)) == 0
         assert rt.cudaMemcpy(dev["x"], x.ctypes.data, x.nbytes, 1) == 0  # host to device
-        assert quantize(dtype, code, dev["x"], dev["codes"], dev["absmax"], n, blocksize) == 0, \
+        assert quantize(dtype, code, dev["x"], dev["codes"], dev["absmax"], n, blocksize) == 0, lib.kbit_last_error()
+        assert dequantize(dtype, code, dev["codes"], dev["absmax"], dev["out"], n, blocksize) == 0, (
             lib.kbit_last_error()
-        assert dequantize(dtype, code, dev["codes"], dev["absmax"], dev["out"], n, blocksize) == 0, \
-            lib.kbit_last_error()
+        )
         for name in ("codes", "absmax", "out"):
             arr = arrays[name]
             assert rt.cudaMemcpy(arr.ctypes.data, dev[name], arr.nbytes, 2) == 0  # device to host

@@ -25,13 +25,13 @@ def test_no_driver_on_this_machine() -> None:
 
 
 def test_missing_library_reports_the_first_name(tmp_path: Path) -> None:
-    probe = probe_driver([str(tmp_path / "nope.so"), str(tmp_path / "nope2.so")],
-                         kernel_version_file=str(tmp_path / "absent"))
+    probe = probe_driver(
+        [str(tmp_path / "nope.so"), str(tmp_path / "nope2.so")], kernel_version_file=str(tmp_path / "absent")
+    )
     assert probe.kernel_driver is None
     assert probe.library is None and probe.error is not None
     assert probe.error == (
-        f"no NVIDIA driver found: {tmp_path / 'nope.so'}: cannot open shared object file: "
-        "No such file or directory"
+        f"no NVIDIA driver found: {tmp_path / 'nope.so'}: cannot open shared object file: No such file or directory"
     )
 
 
@@ -48,21 +48,27 @@ def test_not_a_driver(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"FAKE_CUDA_DRIVER": "12040", "FAKE_CUDA_GPUS": "86"},
-         (12040, ((8, 6),), None)),
-        ({"FAKE_CUDA_DRIVER": "13000", "FAKE_CUDA_GPUS": "90,120,61"},
-         (13000, ((9, 0), (12, 0), (6, 1)), None)),
-        ({"FAKE_CUDA_DRIVER": "12080", "FAKE_CUDA_GPUS": ""},
-         (12080, (), None)),
-        ({"FAKE_CUDA_DRIVER": "12040", "FAKE_CUDA_INIT": "100", "FAKE_CUDA_GPUS": "86"},
-         (12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)")),
-        ({"FAKE_CUDA_DRIVER": "11080", "FAKE_CUDA_INIT": "35", "FAKE_CUDA_GPUS": "86"},
-         (11080, (), "cuInit failed: CUDA_ERROR_INSUFFICIENT_DRIVER")),
+        ({"FAKE_CUDA_DRIVER": "12040", "FAKE_CUDA_GPUS": "86"}, (12040, ((8, 6),), None)),
+        ({"FAKE_CUDA_DRIVER": "13000", "FAKE_CUDA_GPUS": "90,120,61"}, (13000, ((9, 0), (12, 0), (6, 1)), None)),
+        ({"FAKE_CUDA_DRIVER": "12080", "FAKE_CUDA_GPUS": ""}, (12080, (), None)),
+        (
+            {"FAKE_CUDA_DRIVER": "12040", "FAKE_CUDA_INIT": "100", "FAKE_CUDA_GPUS": "86"},
+            (12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)"),
+        ),
+        (
+            {"FAKE_CUDA_DRIVER": "11080", "FAKE_CUDA_INIT": "35", "FAKE_CUDA_GPUS": "86"},
+            (11080, (), "cuInit failed: CUDA_ERROR_INSUFFICIENT_DRIVER"),
+        ),
     ],
     ids=["one-gpu", "three-gpus", "no-gpu", "no-device", "insufficient-driver"],
 )
-def test_fake_driver(fake_libcuda: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                     env: dict[str, str], expected: tuple[object, ...]) -> None:
+def test_fake_driver(
+    fake_libcuda: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    expected: tuple[object, ...],
+) -> None:
     for key in ("FAKE_CUDA_DRIVER", "FAKE_CUDA_INIT", "FAKE_CUDA_GPUS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():

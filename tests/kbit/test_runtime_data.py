@@ -30,11 +30,14 @@ def test_driver_floors_match_cuda_toml() -> None:
     assert isinstance(versions, dict) and isinstance(majors, dict)
     assert set(data["versions"]) == set(versions)
     for version, floors in data["versions"].items():
-        assert floors == {"linux": versions[version]["min-driver-linux"],
-                          "windows": versions[version]["min-driver-windows"]}, version
+        assert floors == {
+            "linux": versions[version]["min-driver-linux"],
+            "windows": versions[version]["min-driver-windows"],
+        }, version
     for major, floors in data["majors"].items():
-        assert floors == {"linux": majors[major]["min-driver-linux"],
-                          "windows": majors[major]["min-driver-windows"]}, major
+        assert floors == {"linux": majors[major]["min-driver-linux"], "windows": majors[major]["min-driver-windows"]}, (
+            major
+        )
 
 
 def test_hints_loaded_per_platform() -> None:

@@ -30,8 +30,7 @@ HINTS = Hints(
 )
 
 
-def lib(tag: str, sass: tuple[int, ...] = (), ptx: tuple[int, ...] = (), source: str = "kbit"
-        ) -> LibraryInfo:
+def lib(tag: str, sass: tuple[int, ...] = (), ptx: tuple[int, ...] = (), source: str = "kbit") -> LibraryInfo:
     """A library as its manifest describes it; ``tag`` is ``cpu`` or ``124`` style."""
     cuda = None if tag == "cpu" else CudaVersion(int(tag[:-1]), int(tag[-1]))
     name = f"libkbit_{'cpu' if cuda is None else 'cuda' + tag}.so"
@@ -60,8 +59,9 @@ def gpus(*archs: int) -> tuple[Gpu, ...]:
     return tuple(Gpu(i, f"GPU-sm{a}", (a // 10, a % 10)) for i, a in enumerate(archs))
 
 
-NO_DRIVER = DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open shared "
-                        "object file: No such file or directory")
+NO_DRIVER = DriverProbe(
+    None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open shared object file: No such file or directory"
+)
 
 
 def driver(version: int, *archs: int) -> DriverProbe:
@@ -82,87 +82,212 @@ class Case:
 
 
 CASES = [
-    Case("no-driver-cpu-only", (CPU,), NO_DRIVER, "libkbit_cpu.so",
-         "running on CPU: no NVIDIA driver found"),
+    Case("no-driver-cpu-only", (CPU,), NO_DRIVER, "libkbit_cpu.so", "running on CPU: no NVIDIA driver found"),
     # CUDA libraries installed (a fat wheel) on a machine without NVIDIA hardware: CPU is right,
     # no warning (python -m kbit still shows why)
-    Case("no-driver-cuda-installed", ALL, NO_DRIVER, "libkbit_cpu.so",
-         "running on CPU: no NVIDIA driver found", rejected=("no NVIDIA driver",)),
-    Case("kernel-module-without-libcuda", ALL,
-         DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open",
-                     kernel_driver="550.54.14"),
-         "libkbit_cpu.so", "running on CPU: no NVIDIA driver found",
-         warning="the NVIDIA kernel driver 550.54.14 is loaded but the CUDA driver library cannot "
-         "be used (no NVIDIA driver found: libcuda.so.1: cannot open); install the user-space "
-         "driver"),
-    Case("driver-without-gpu", ALL,
-         DriverProbe("libcuda.so.1", 12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)"),
-         "libkbit_cpu.so", "CUDA_ERROR_NO_DEVICE", warning="CUDA_ERROR_NO_DEVICE"),
-    Case("exact-driver", ALL, driver(12040, 86), "libkbit_cuda124.so",
-         "highest CUDA version not newer than the driver (CUDA 12.4) with SASS for every GPU",
-         # 12.8 runs too under minor-version compatibility, so it is tried after 11.8
-         order=("libkbit_cuda124.so", "libkbit_cuda118.so", "libkbit_cuda128.so",
-                "libkbit_cpu.so"),
-         rejected=("built with CUDA 13.0, which needs a CUDA 13.x driver",)),
-    Case("old-driver-takes-older-build", ALL, driver(12020, 86), "libkbit_cuda118.so",
-         "not newer than the driver (CUDA 12.2)"),
-    Case("newer-driver-takes-newest-build", ALL, driver(13020, 90), "libkbit_cuda130.so",
-         "CUDA 13.0: the highest CUDA version not newer than the driver (CUDA 13.2)",
-         order=("libkbit_cuda130.so", "libkbit_cuda128.so", "libkbit_cuda124.so",
-                "libkbit_cuda118.so", "libkbit_cpu.so")),
-    Case("driver-older-than-every-build", (CPU, CU124, CU130), driver(11040, 86),
-         "libkbit_cpu.so", "no installed CUDA library can run",
-         warning="upgrade the NVIDIA driver to a driver for CUDA 12.4 (cuDriverGetVersion() >= "
-         "12040, e.g. 550.54.14)",
-         rejected=("needs a CUDA 12.x driver; the driver supports CUDA 11.4",)),
-    Case("minor-version-compat-sass", (CPU, CU124, CU128), driver(12020, 86),
-         "libkbit_cuda124.so", "minor-version compatibility",
-         order=("libkbit_cuda124.so", "libkbit_cuda128.so", "libkbit_cpu.so")),
-    Case("minor-version-compat-needs-ptx", (CPU, lib("124", (80,), (80,))), driver(12020, 90),
-         "libkbit_cpu.so", "no installed CUDA library can run",
-         warning="kbit runs on CPU", rejected=("cannot do",)),
-    Case("gpu-covered-only-by-ptx", (CPU, CU124), driver(12040, 100), "libkbit_cuda124.so",
-         "PTX JIT for GPU-sm100 (sm_100)"),
-    Case("gpu-newer-than-all-sass-no-ptx", (CPU, lib("124", OLD_SASS)), driver(12040, 120),
-         "libkbit_cpu.so", "no installed CUDA library can run on GPU-sm120 (sm_120)",
-         warning="no installed library has code for sm_120",
-         rejected=("no code for GPU 0 GPU-sm120 (sm_120)",)),
-    Case("gpu-newer-than-all-sass-and-ptx-major", (CPU, lib("124", (80, 86), (86,))),
-         driver(12040, 90), "libkbit_cuda124.so", "PTX JIT for GPU-sm90"),
-    Case("gpu-older-than-every-arch-falls-back-to-older-cuda", (CPU, CU124, CU130),
-         driver(13000, 61), "libkbit_cuda124.so", "CUDA 12.4",
-         rejected=("older than every arch",)),
-    Case("sass-preferred-over-ptx", (CPU, CU128, lib("130", SASS_13[:-2], (90,))),
-         driver(13000, 120), "libkbit_cuda128.so",
-         "CUDA 12.8: SASS for every GPU, preferred to the newer CUDA 13.0 build, which would "
-         "JIT-compile PTX (driver: CUDA 13.0); SASS for GPU-sm120 (sm_120)"),
-    Case("sass-minor-rule-86-on-89", (CPU, lib("124", (80, 86))), driver(12040, 89),
-         "libkbit_cuda124.so", "SASS for GPU-sm89"),
-    Case("sass-minor-rule-86-not-on-90", (CPU, lib("124", (80, 86))), driver(12040, 90),
-         "libkbit_cpu.so", "no installed CUDA library can run",
-         warning="no installed library has code for sm_90"),
-    Case("all-gpus-must-be-covered", (CPU, CU124, CU128), driver(12080, 80, 120),
-         "libkbit_cuda128.so", "SASS for GPU-sm80 (sm_80), SASS for GPU-sm120 (sm_120)",
-         order=("libkbit_cuda128.so", "libkbit_cuda124.so", "libkbit_cpu.so")),
-    Case("one-gpu-uncovered", (CPU, lib("124", (80,))), driver(12040, 80, 90), "libkbit_cpu.so",
-         "no installed CUDA library can run", warning="CUDA_VISIBLE_DEVICES",
-         rejected=("no code for GPU 1",)),
-    Case("gpu-but-no-cuda-library", (CPU,), driver(12040, 86), "libkbit_cpu.so",
-         "no CUDA library is installed for GPU-sm86 (sm_86)",
-         warning="install one: pip install 'kbit[cu12]'"),
+    Case(
+        "no-driver-cuda-installed",
+        ALL,
+        NO_DRIVER,
+        "libkbit_cpu.so",
+        "running on CPU: no NVIDIA driver found",
+        rejected=("no NVIDIA driver",),
+    ),
+    Case(
+        "kernel-module-without-libcuda",
+        ALL,
+        DriverProbe(None, None, (), "no NVIDIA driver found: libcuda.so.1: cannot open", kernel_driver="550.54.14"),
+        "libkbit_cpu.so",
+        "running on CPU: no NVIDIA driver found",
+        warning="the NVIDIA kernel driver 550.54.14 is loaded but the CUDA driver library cannot "
+        "be used (no NVIDIA driver found: libcuda.so.1: cannot open); install the user-space "
+        "driver",
+    ),
+    Case(
+        "driver-without-gpu",
+        ALL,
+        DriverProbe("libcuda.so.1", 12040, (), "cuInit failed: CUDA_ERROR_NO_DEVICE (100)"),
+        "libkbit_cpu.so",
+        "CUDA_ERROR_NO_DEVICE",
+        warning="CUDA_ERROR_NO_DEVICE",
+    ),
+    Case(
+        "exact-driver",
+        ALL,
+        driver(12040, 86),
+        "libkbit_cuda124.so",
+        "highest CUDA version not newer than the driver (CUDA 12.4) with SASS for every GPU",
+        # 12.8 runs too under minor-version compatibility, so it is tried after 11.8
+        order=("libkbit_cuda124.so", "libkbit_cuda118.so", "libkbit_cuda128.so", "libkbit_cpu.so"),
+        rejected=("built with CUDA 13.0, which needs a CUDA 13.x driver",),
+    ),
+    Case(
+        "old-driver-takes-older-build",
+        ALL,
+        driver(12020, 86),
+        "libkbit_cuda118.so",
+        "not newer than the driver (CUDA 12.2)",
+    ),
+    Case(
+        "newer-driver-takes-newest-build",
+        ALL,
+        driver(13020, 90),
+        "libkbit_cuda130.so",
+        "CUDA 13.0: the highest CUDA version not newer than the driver (CUDA 13.2)",
+        order=(
+            "libkbit_cuda130.so",
+            "libkbit_cuda128.so",
+            "libkbit_cuda124.so",
+            "libkbit_cuda118.so",
+            "libkbit_cpu.so",
+        ),
+    ),
+    Case(
+        "driver-older-than-every-build",
+        (CPU, CU124, CU130),
+        driver(11040, 86),
+        "libkbit_cpu.so",
+        "no installed CUDA library can run",
+        warning="upgrade the NVIDIA driver to a driver for CUDA 12.4 (cuDriverGetVersion() >= 12040, e.g. 550.54.14)",
+        rejected=("needs a CUDA 12.x driver; the driver supports CUDA 11.4",),
+    ),
+    Case(
+        "minor-version-compat-sass",
+        (CPU, CU124, CU128),
+        driver(12020, 86),
+        "libkbit_cuda124.so",
+        "minor-version compatibility",
+        order=("libkbit_cuda124.so", "libkbit_cuda128.so", "libkbit_cpu.so"),
+    ),
+    Case(
+        "minor-version-compat-needs-ptx",
+        (CPU, lib("124", (80,), (80,))),
+        driver(12020, 90),
+        "libkbit_cpu.so",
+        "no installed CUDA library can run",
+        warning="kbit runs on CPU",
+        rejected=("cannot do",),
+    ),
+    Case(
+        "gpu-covered-only-by-ptx",
+        (CPU, CU124),
+        driver(12040, 100),
+        "libkbit_cuda124.so",
+        "PTX JIT for GPU-sm100 (sm_100)",
+    ),
+    Case(
+        "gpu-newer-than-all-sass-no-ptx",
+        (CPU, lib("124", OLD_SASS)),
+        driver(12040, 120),
+        "libkbit_cpu.so",
+        "no installed CUDA library can run on GPU-sm120 (sm_120)",
+        warning="no installed library has code for sm_120",
+        rejected=("no code for GPU 0 GPU-sm120 (sm_120)",),
+    ),
+    Case(
+        "gpu-newer-than-all-sass-and-ptx-major",
+        (CPU, lib("124", (80, 86), (86,))),
+        driver(12040, 90),
+        "libkbit_cuda124.so",
+        "PTX JIT for GPU-sm90",
+    ),
+    Case(
+        "gpu-older-than-every-arch-falls-back-to-older-cuda",
+        (CPU, CU124, CU130),
+        driver(13000, 61),
+        "libkbit_cuda124.so",
+        "CUDA 12.4",
+        rejected=("older than every arch",),
+    ),
+    Case(
+        "sass-preferred-over-ptx",
+        (CPU, CU128, lib("130", SASS_13[:-2], (90,))),
+        driver(13000, 120),
+        "libkbit_cuda128.so",
+        "CUDA 12.8: SASS for every GPU, preferred to the newer CUDA 13.0 build, which would "
+        "JIT-compile PTX (driver: CUDA 13.0); SASS for GPU-sm120 (sm_120)",
+    ),
+    Case(
+        "sass-minor-rule-86-on-89",
+        (CPU, lib("124", (80, 86))),
+        driver(12040, 89),
+        "libkbit_cuda124.so",
+        "SASS for GPU-sm89",
+    ),
+    Case(
+        "sass-minor-rule-86-not-on-90",
+        (CPU, lib("124", (80, 86))),
+        driver(12040, 90),
+        "libkbit_cpu.so",
+        "no installed CUDA library can run",
+        warning="no installed library has code for sm_90",
+    ),
+    Case(
+        "all-gpus-must-be-covered",
+        (CPU, CU124, CU128),
+        driver(12080, 80, 120),
+        "libkbit_cuda128.so",
+        "SASS for GPU-sm80 (sm_80), SASS for GPU-sm120 (sm_120)",
+        order=("libkbit_cuda128.so", "libkbit_cuda124.so", "libkbit_cpu.so"),
+    ),
+    Case(
+        "one-gpu-uncovered",
+        (CPU, lib("124", (80,))),
+        driver(12040, 80, 90),
+        "libkbit_cpu.so",
+        "no installed CUDA library can run",
+        warning="CUDA_VISIBLE_DEVICES",
+        rejected=("no code for GPU 1",),
+    ),
+    Case(
+        "gpu-but-no-cuda-library",
+        (CPU,),
+        driver(12040, 86),
+        "libkbit_cpu.so",
+        "no CUDA library is installed for GPU-sm86 (sm_86)",
+        warning="install one: pip install 'kbit[cu12]'",
+    ),
     Case("nothing-installed", (), NO_DRIVER, None, "no CPU library is installed"),
-    Case("override-present", ALL, driver(13000, 90), "libkbit_cuda124.so",
-         "forced by KBIT_CUDA_VERSION=124", env={"KBIT_CUDA_VERSION": "124"},
-         order=("libkbit_cuda124.so",)),
-    Case("override-dotted", ALL, driver(13000, 90), "libkbit_cuda118.so",
-         "forced by KBIT_CUDA_VERSION=11.8", env={"KBIT_CUDA_VERSION": "11.8"}),
-    Case("override-cpu", ALL, driver(13000, 90), "libkbit_cpu.so", "forced by KBIT_CUDA_VERSION=cpu",
-         env={"KBIT_CUDA_VERSION": "cpu"}),
-    Case("override-empty-is-unset", ALL, driver(12040, 90), "libkbit_cuda124.so",
-         "highest CUDA version", env={"KBIT_CUDA_VERSION": " "}),
-    Case("same-version-two-sources-keeps-discovery-order",
-         (CPU, lib("124", OLD_SASS, (90,), source="kbit_cu12 (kbit-cu12 0.1.0)"), CU124),
-         driver(12040, 86), "libkbit_cuda124.so", "CUDA 12.4"),
+    Case(
+        "override-present",
+        ALL,
+        driver(13000, 90),
+        "libkbit_cuda124.so",
+        "forced by KBIT_CUDA_VERSION=124",
+        env={"KBIT_CUDA_VERSION": "124"},
+        order=("libkbit_cuda124.so",),
+    ),
+    Case(
+        "override-dotted",
+        ALL,
+        driver(13000, 90),
+        "libkbit_cuda118.so",
+        "forced by KBIT_CUDA_VERSION=11.8",
+        env={"KBIT_CUDA_VERSION": "11.8"},
+    ),
+    Case(
+        "override-cpu",
+        ALL,
+        driver(13000, 90),
+        "libkbit_cpu.so",
+        "forced by KBIT_CUDA_VERSION=cpu",
+        env={"KBIT_CUDA_VERSION": "cpu"},
+    ),
+    Case(
+        "override-empty-is-unset",
+        ALL,
+        driver(12040, 90),
+        "libkbit_cuda124.so",
+        "highest CUDA version",
+        env={"KBIT_CUDA_VERSION": " "},
+    ),
+    Case(
+        "same-version-two-sources-keeps-discovery-order",
+        (CPU, lib("124", OLD_SASS, (90,), source="kbit_cu12 (kbit-cu12 0.1.0)"), CU124),
+        driver(12040, 86),
+        "libkbit_cuda124.so",
+        "CUDA 12.4",
+    ),
 ]
 
 
@@ -210,9 +335,7 @@ def test_override_errors(value: str, message: str) -> None:
         select((CPU, CU124, CU130), driver(13000, 90), {"KBIT_CUDA_VERSION": value}, HINTS)
     assert message in str(info.value)
     if "not installed" in message:  # the error lists what is installed and what to set
-        assert "installed: libkbit_cpu.so (CPU, from kbit); libkbit_cuda124.so (CUDA 12.4" in str(
-            info.value
-        )
+        assert "installed: libkbit_cpu.so (CPU, from kbit); libkbit_cuda124.so (CUDA 12.4" in str(info.value)
         assert "124, 130, cpu" in str(info.value)
 
 
@@ -234,16 +357,24 @@ def test_minor_compat_note_names_driver_floor() -> None:
     assert selection.notes == (
         (
             "libkbit_cuda124.so is newer than the driver (CUDA 12.2); upgrade to a driver for "
-        "CUDA 12.4 (cuDriverGetVersion() >= 12040, e.g. 550.54.14) for full support"
+            "CUDA 12.4 (cuDriverGetVersion() >= 12040, e.g. 550.54.14) for full support"
         ),
     )
 
 
 @pytest.mark.parametrize(
     ("sass", "cc", "covered"),
-    [((86,), (8, 6), True), ((86,), (8, 9), True), ((86,), (9, 0), False), ((80,), (8, 6), True),
-     ((89,), (8, 6), False), ((90,), (10, 0), False), ((100,), (10, 3), True),
-     ((120,), (12, 1), True), ((75,), (7, 0), False)],
+    [
+        ((86,), (8, 6), True),
+        ((86,), (8, 9), True),
+        ((86,), (9, 0), False),
+        ((80,), (8, 6), True),
+        ((89,), (8, 6), False),
+        ((90,), (10, 0), False),
+        ((100,), (10, 3), True),
+        ((120,), (12, 1), True),
+        ((75,), (7, 0), False),
+    ],
 )
 def test_sass_rule(sass: tuple[int, ...], cc: tuple[int, int], covered: bool) -> None:
     assert sass_covers(sass, Gpu(0, "g", cc)) is covered
@@ -251,8 +382,13 @@ def test_sass_rule(sass: tuple[int, ...], cc: tuple[int, int], covered: bool) ->
 
 @pytest.mark.parametrize(
     ("ptx", "cc", "covered"),
-    [((90,), (9, 0), True), ((90,), (10, 0), True), ((90,), (8, 9), False),
-     ((120,), (12, 1), True), ((), (9, 0), False)],
+    [
+        ((90,), (9, 0), True),
+        ((90,), (10, 0), True),
+        ((90,), (8, 9), False),
+        ((120,), (12, 1), True),
+        ((), (9, 0), False),
+    ],
 )
 def test_ptx_rule(ptx: tuple[int, ...], cc: tuple[int, int], covered: bool) -> None:
     assert ptx_covers(ptx, Gpu(0, "g", cc)) is covered
@@ -260,8 +396,13 @@ def test_ptx_rule(ptx: tuple[int, ...], cc: tuple[int, int], covered: bool) -> N
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [("124", CudaVersion(12, 4)), ("12.4", CudaVersion(12, 4)), ("118", CudaVersion(11, 8)),
-     (" 130 ", CudaVersion(13, 0)), ("CPU", "cpu")],
+    [
+        ("124", CudaVersion(12, 4)),
+        ("12.4", CudaVersion(12, 4)),
+        ("118", CudaVersion(11, 8)),
+        (" 130 ", CudaVersion(13, 0)),
+        ("CPU", "cpu"),
+    ],
 )
 def test_parse_override(text: str, parsed: object) -> None:
     assert parse_cuda_override(text) == parsed
@@ -269,8 +410,14 @@ def test_parse_override(text: str, parsed: object) -> None:
 
 # ----------------------------------------------------------------------------- properties
 
-VERSIONS = [CudaVersion(11, 8), CudaVersion(12, 0), CudaVersion(12, 4), CudaVersion(12, 8),
-            CudaVersion(13, 0), CudaVersion(13, 2)]
+VERSIONS = [
+    CudaVersion(11, 8),
+    CudaVersion(12, 0),
+    CudaVersion(12, 4),
+    CudaVersion(12, 8),
+    CudaVersion(13, 0),
+    CudaVersion(13, 2),
+]
 ARCHS = [50, 60, 61, 70, 75, 80, 86, 89, 90, 100, 103, 120, 121]
 
 
@@ -287,8 +434,7 @@ def worlds(draw: st.DrawFn) -> tuple[tuple[LibraryInfo, ...], DriverProbe]:
         libraries.append(lib(version.tag, sass, ptx, source=f"src{i}"))
     order = draw(st.permutations(libraries))
     gpu_archs = draw(st.lists(st.sampled_from(ARCHS), min_size=1, max_size=3))
-    driver = draw(st.sampled_from([11040, 11080, 12000, 12020, 12030, 12040, 12070, 12080, 13000,
-                                   13010, 13020]))
+    driver = draw(st.sampled_from([11040, 11080, 12000, 12020, 12030, 12040, 12070, 12080, 13000, 13010, 13020]))
     return tuple(order), DriverProbe("libcuda.so.1", driver, gpus(*gpu_archs))
 
 
@@ -318,11 +464,10 @@ def test_select_properties(world: tuple[tuple[LibraryInfo, ...], DriverProbe]) -
     usable = [x for x in cuda if runs(x, probe)[0]]
     cpu = [x for x in libraries if x.cuda is None]
     # candidates: every usable CUDA library, then the CPU ones; nothing else, nothing twice
-    assert [id(c) for c in selection.candidates[len(usable):]] == [id(c) for c in cpu]
+    assert [id(c) for c in selection.candidates[len(usable) :]] == [id(c) for c in cpu]
     assert {id(c) for c in selection.candidates[: len(usable)]} == {id(x) for x in usable}
     # every other CUDA library is rejected with a reason
-    assert {id(r.library) for r in selection.rejected} == {id(x) for x in cuda} - {
-        id(x) for x in usable}
+    assert {id(r.library) for r in selection.rejected} == {id(x) for x in cuda} - {id(x) for x in usable}
     assert all(r.reason for r in selection.rejected)
     if not usable:
         assert selection.choice is None or selection.choice.cuda is None

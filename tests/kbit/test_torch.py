@@ -70,10 +70,10 @@ def test_requires_grad_tensor_is_accepted() -> None:
 
 
 def test_torch_not_imported_for_numpy_callers() -> None:
-    code = ("import sys, numpy, kbit; kbit.quantize_blockwise(numpy.ones(4, numpy.float32)); "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, numpy, kbit; kbit.quantize_blockwise(numpy.ones(4, numpy.float32)); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 
 
