@@ -56,8 +56,8 @@ def lint(session: nox.Session) -> None:
     """ruff over the repository, mypy --strict over the toolkit."""
     session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy")
     session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", "packaging", "tests")
-    session.run("mypy", "packaging/wheelmatrix")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "packaging/wheelmatrix", "src/kbit")
 
 
 @nox.session

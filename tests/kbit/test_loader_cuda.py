@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cuda_dir(
-    cuda13_wheel: tuple[Path, Path],
-    kbit_library_dir: Path,  # noqa: F811
+    cuda13_wheel: tuple[Path, Path],  # noqa: F811  (the fixture imported above)
+    kbit_library_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """The CUDA 13.0 library and its manifest, as the wheel installs them, plus the CPU one."""
