@@ -37,6 +37,14 @@ def tests(session: nox.Session) -> None:
     torch_wheel = os.environ.get("KBIT_TORCH_WHEEL")  # optional: a CPU torch wheel for tests/kbit/test_torch.py
     if torch_wheel:
         session.install(torch_wheel)
+    # The real-toolchain tests (toolchains, kbit's CUDA build, the end-to-end build) share the
+    # toolkit's own cache, so a machine downloads and verifies each pinned toolchain once, as
+    # `nox -s build` would; the tampering/offline tests use caches of their own.
+    if "WHEELMATRIX_TEST_CACHE_DIR" not in os.environ:
+        root = session.run(
+            "python", "-c", "from wheelmatrix.toolchains.cache import cache_root; print(cache_root())", silent=True
+        )
+        session.env["WHEELMATRIX_TEST_CACHE_DIR"] = str(root).strip()
     session.run("pytest", *session.posargs)
 
 
