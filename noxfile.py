@@ -62,7 +62,7 @@ def build(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the repository, mypy --strict over the toolkit."""
-    session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy")
+    session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy", "ml_dtypes")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "packaging/wheelmatrix", "src/kbit")
