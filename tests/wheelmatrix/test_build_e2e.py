@@ -119,6 +119,33 @@ def test_windows_wheel_is_cross_built_and_repaired_by_delvewheel(full: dict[str,
     assert dll[:2] == b"MZ"  # a real PE file
 
 
+def test_pip_installs_the_windows_wheel_for_win_amd64(full: dict[str, Any], tmp_path: Path) -> None:
+    """pip itself (not our reader) accepts the Windows wheel: its tags, METADATA and RECORD.
+
+    A Windows interpreter cannot run here, so pip installs for win_amd64 into a fresh target folder
+    (the wine test in tests/kbit runs the DLL itself)."""
+    import csv
+    import zipfile
+
+    (entry,) = [w for w in full["record"]["wheels"] if w["platform"] == "windows-x86_64"]
+    wheel = full["dist"] / entry["file"]
+    target = tmp_path / "site-packages"
+    env = {**isolated_env(), "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", "--platform",
+         "win_amd64", "--target", str(target), str(wheel)],
+        check=True,
+        env=env,
+    )  # fmt: skip
+    assert (target / "kbit" / "_lib" / "libkbit_cpu.dll").read_bytes()[:2] == b"MZ"
+    assert json.loads((target / "kbit" / "_lib" / "libkbit_cpu.json").read_text())["backend"] == "cpu"
+    with zipfile.ZipFile(wheel) as zf:
+        (record_name,) = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD")]
+        recorded = {row[0] for row in csv.reader(zf.read(record_name).decode().splitlines())}
+    installed = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert {n for n in recorded if not n.endswith("RECORD")} <= installed | {"kbit-0.1.0.dist-info/INSTALLER"}
+
+
 def test_forced_split_installs_together_and_the_loader_finds_all(full: dict[str, Any]) -> None:
     matrix = load_matrix(MATRIX)
     results = [r for r in read_results(full["work"]) if r.ok and r.platform == "linux-x86_64" and r.wheel]
