@@ -134,7 +134,7 @@ class Cache:
         for child in self.staging_root.iterdir():
             parts = child.name.split(".")
             pid = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
-            if pid is not None and _alive(pid):
+            if pid is not None and pid_alive(pid):
                 continue
             shutil.rmtree(child, ignore_errors=True)
             removed.append(child)
@@ -183,7 +183,8 @@ def tree_size(path: Path) -> int:
     return total
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (leftovers of dead processes may be cleaned up)."""
     if pid == os.getpid():
         return True
     try:

@@ -14,6 +14,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from wheelmatrix.errors import EnvironmentProblem, ToolchainError
+from wheelmatrix.toolchains.cache import pid_alive
 from wheelmatrix.toolchains.progress import Reporter
 
 CHUNK = 1 << 20
@@ -130,20 +131,8 @@ def _remove_stale_parts(dest: Path) -> None:
     """Delete temporary names left by downloads whose process died (killed mid-transfer)."""
     for part in dest.parent.glob(f".{dest.name}.*.part"):
         pid = part.name[len(dest.name) + 2 : -len(".part")]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             part.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def file_sha256(path: Path) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from wheelmatrix.data import cuda_facts
 from wheelmatrix.model import CudaFacts, CudaSpec, CudaVersion, Matrix, Packaging, Project, Toolchain
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 # The archs the release declares per CUDA version (kbit's matrix): lowest and highest SASS and
 # the PTX arch are what the probe compiles.
@@ -24,22 +25,7 @@ ARCHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 
 
 def facts(version: str) -> CudaFacts:
-    from importlib import resources
-
-    data = tomllib.loads(resources.files("wheelmatrix").joinpath("data/cuda.toml").read_text())
-    v = data["versions"][version]
-    major = data["majors"][version.split(".", maxsplit=1)[0]]
-    return CudaFacts(
-        archs=tuple(v["archs"]),
-        host_gcc_max=v["host-gcc-max"],
-        driver_api=v["driver-api"],
-        min_driver_linux=v["min-driver-linux"],
-        min_driver_windows=v["min-driver-windows"],
-        family_min_driver_linux=major["min-driver-linux"],
-        family_min_driver_windows=major["min-driver-windows"],
-        runtime_soname=major["runtime-soname"],
-        compress=tuple(v["compress"]),
-    )
+    return cuda_facts()[CudaVersion.parse(version)]
 
 
 def spec(
