@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from wheelmatrix import data
-from wheelmatrix.model import Matrix
+from wheelmatrix.model import CudaSpec, Matrix
 from wheelmatrix.plan import Host
 
 MINGW_CXX = "x86_64-w64-mingw32-g++"
@@ -22,10 +22,10 @@ def host_platform() -> str:
     return f"{system.lower()}-{machine.lower()}"
 
 
-def system_cuda_root(path: Path | None) -> Path | None:
-    """The CUDA root a ``system`` toolchain names, or $CUDA_HOME; None when unset."""
-    if path is not None:
-        return path
+def system_cuda_root(spec: CudaSpec) -> Path | None:
+    """The CUDA root a ``system`` toolchain names, else $CUDA_HOME or $CUDA_PATH; None when unset."""
+    if spec.toolchain.path is not None:
+        return spec.toolchain.path
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     return Path(home) if home else None
 
@@ -34,7 +34,7 @@ def detect(matrix: Matrix) -> Host:
     found: list[tuple[str, str]] = []
     for spec in matrix.cuda:
         if spec.toolchain.source == "system":
-            root = system_cuda_root(spec.toolchain.path)
+            root = system_cuda_root(spec)
             if root is not None and (root / "bin" / "nvcc").exists():
                 found.append((str(spec.version), str(root)))
     return Host(

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from wheelmatrix.errors import ToolchainError
+from wheelmatrix.host import system_cuda_root
 from wheelmatrix.model import CudaSpec, Matrix, SourceKind
 from wheelmatrix.toolchains.base import InstalledToolchain, LockedFile, LockEntry, Source, identity_of
 from wheelmatrix.toolchains.cache import META_SCHEMA, Cache, EntryRecord, tree_size, write_meta
@@ -25,7 +26,7 @@ from wheelmatrix.toolchains.fetch import disk_full, download, file_sha256, is_di
 from wheelmatrix.toolchains.lockfile import read_lock, write_lock
 from wheelmatrix.toolchains.progress import Reporter, human_size
 from wheelmatrix.toolchains.pypi import PypiSource
-from wheelmatrix.toolchains.system import SystemSource, system_root
+from wheelmatrix.toolchains.system import SystemSource
 from wheelmatrix.toolchains.verify import Verification, probe_archs, verify
 
 
@@ -286,7 +287,7 @@ def _reverify(record: EntryRecord, spec: CudaSpec, reporter: Reporter) -> EntryR
 
 
 def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverify: bool) -> InstalledToolchain:
-    root = system_root(spec)
+    root = system_cuda_root(spec)
     assert root is not None  # unavailable() checked it
     nvcc = root / "bin" / "nvcc"
     st = nvcc.stat()
@@ -376,7 +377,7 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
         if kind == "system":
             record_ok = False
             nvcc_version = None
-            root = system_root(spec)
+            root = system_cuda_root(spec)
             if reason is None and root is not None:
                 st = (root / "bin" / "nvcc").stat()
                 key = json.dumps(

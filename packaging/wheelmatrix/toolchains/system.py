@@ -3,29 +3,20 @@ at the path named in matrix.toml or ``$CUDA_HOME``. Verified like every other so
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wheelmatrix.errors import ToolchainError
+from wheelmatrix.host import system_cuda_root
 from wheelmatrix.model import CudaSpec, SourceKind
 from wheelmatrix.toolchains.base import Assembled, LockedFile, LockEntry
-
-
-def system_root(spec: CudaSpec) -> Path | None:
-    if spec.toolchain.path is not None:
-        return spec.toolchain.path
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            return Path(os.environ[var])
-    return None
 
 
 class SystemSource:
     kind: SourceKind = "system"
 
     def unavailable(self, spec: CudaSpec) -> str | None:
-        root = system_root(spec)
+        root = system_cuda_root(spec)
         if root is None:
             return "the matrix names no path for it and CUDA_HOME is not set"
         if not (root / "bin" / "nvcc").is_file():
