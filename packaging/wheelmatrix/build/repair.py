@@ -159,13 +159,31 @@ def check_policy(wheel: Path, rating: Rating, spec: PlatformSpec, excluded: Sequ
         detail = f"auditwheel reports versioned symbols {rating.versioned_symbols} and external libraries {sorted(rating.external_libs)}"
     raise PolicyViolation(
         f"{wheel.name} is rated {rating.overall_tag} by `auditwheel show`, newer than the declared policy "
-        f"{spec.policy} ([platforms.{spec.name}] policy in matrix.toml); {detail}",
+        f"{spec.policy} ([platform.{spec.name}] policy in matrix.toml); {detail}",
         fix=(
-            "link the libraries against an older glibc (the zig route: KBIT_LINKER=zig links with "
-            "`zig cc -target x86_64-linux-gnu.2.17`, see docs/build.md), or link the CUDA runtime "
-            "dynamically and declare the nvidia runtime wheel as a dependency, or declare a newer policy"
+            "link the libraries against the policy's glibc (the zig route: wheelmatrix passes "
+            "-DKBIT_LINK_GLIBC=<glibc> and kbit links with `zig cc -target <arch>-linux-gnu.<glibc>`, see "
+            "docs/kbit-build.md), or link the CUDA runtime dynamically and declare the nvidia runtime wheel "
+            "as a dependency, or declare a newer policy"
         ),
     )
+
+
+def _take_output(folder: Path, tool_name: str, wheel: Path, out_dir: Path) -> Path:
+    """Move the one wheel a repair tool wrote into ``folder`` to ``out_dir``."""
+    produced = sorted(folder.glob("*.whl"))
+    if len(produced) != 1:
+        raise PackageError(f"{tool_name} repair of {wheel.name} produced {len(produced)} wheels, expected 1")
+    target = out_dir / produced[0].name
+    shutil.move(produced[0], target)
+    return target
+
+
+def _normalized_and_vendored(target: Path, before: set[str]) -> tuple[str, ...]:
+    """Rewrite the repaired wheel deterministically; return the files the repair added."""
+    normalize_wheel(target)
+    after = read_wheel(target)
+    return tuple(sorted(n for n in after.files if n not in before and not n.endswith("dist-info/RECORD")))
 
 
 def repair_linux(
@@ -189,14 +207,8 @@ def repair_linux(
             _proc.run([*argv, wheel], timeout=timeout, fix=AUDITWHEEL_FIX, extra_env={"PATH": tool_path()})
         except CommandFailed as exc:
             raise PackageError(f"auditwheel could not repair {wheel.name} for {spec.wheel_tag}:\n{exc.tail}") from exc
-        produced = sorted(Path(tmp).glob("*.whl"))
-        if len(produced) != 1:
-            raise PackageError(f"auditwheel repair of {wheel.name} produced {len(produced)} wheels, expected 1")
-        target = out_dir / produced[0].name
-        shutil.move(produced[0], target)
-    normalize_wheel(target)
-    after = read_wheel(target)
-    vendored = tuple(sorted(n for n in after.files if n not in before and not n.endswith("dist-info/RECORD")))
+        target = _take_output(Path(tmp), "auditwheel", wheel, out_dir)
+    vendored = _normalized_and_vendored(target, before)
     final = rate(target, timeout=timeout)
     check_policy(target, final, spec, excluded)
     rated = final.overall_tag if glibc_of(final.overall_tag) else final.sym_tag
@@ -242,14 +254,8 @@ def repair_windows(
             )
         except CommandFailed as exc:
             raise PackageError(f"delvewheel could not repair {wheel.name}:\n{exc.tail}") from exc
-        produced = sorted((work / "out").glob("*.whl"))
-        if len(produced) != 1:
-            raise PackageError(f"delvewheel repair of {wheel.name} produced {len(produced)} wheels, expected 1")
-        target = out_dir / produced[0].name
-        shutil.move(produced[0], target)
-    normalize_wheel(target)
-    after = read_wheel(target)
-    vendored = tuple(sorted(n for n in after.files if n not in before and not n.endswith("dist-info/RECORD")))
+        target = _take_output(work / "out", "delvewheel", wheel, out_dir)
+    vendored = _normalized_and_vendored(target, before)
     return Repaired(target, "delvewheel", None, vendored, excluded)
 
 
