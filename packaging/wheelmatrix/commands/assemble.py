@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     results, cells_wall = read_results_file(args.work)
     in_plan = {c.id for c in plan.cells}
     results = [r for r in results if r.cell_id in in_plan]
-    console = Console(stderr=True, quiet=args.quiet)
+    console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise PackageError(

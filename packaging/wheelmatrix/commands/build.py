@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageProblem(f"--jobs {jobs}: needs at least 1", fix="pass --jobs 1 or more")
     work: Path = args.work
     cache = None if args.no_cache else (args.cache or work / "cache")
-    console = Console(stderr=True, quiet=args.quiet, log_path=False)
+    console = Console(stderr=True, quiet=args.quiet, log_path=False, soft_wrap=True)
     buildable = [c for c in cells if c.buildable]
     progress = Progress(
         SpinnerColumn(),
