@@ -5,6 +5,7 @@ nox -s tests     the whole test suite (real builds included)
 nox -s lint      ruff + mypy --strict
 nox -s plan      print the release plan
 nox -t generate  regenerate committed artefacts (schemas)
+nox -s lock      re-resolve toolchains.lock (the newest toolchain files and their hashes)
 """
 
 from __future__ import annotations
@@ -81,3 +82,11 @@ def schema(session: nox.Session) -> None:
     session.install(TOOLKIT)
     with open("packaging/wheelmatrix/schemas/matrix.schema.json", "w") as out:
         session.run("wheelmatrix", "schema", "matrix", stdout=out)
+
+
+@nox.session(tags=["refresh"])
+def lock(session: nox.Session) -> None:
+    """Re-resolve toolchains.lock: the newest NVIDIA wheels and Debian .debs for every CUDA version
+    of matrix.toml, with their hashes (review the diff; the next build installs exactly these)."""
+    session.install(TOOLKIT)
+    session.run("wheelmatrix", "toolchain", "lock", *session.posargs)
