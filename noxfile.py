@@ -62,7 +62,7 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the repository, mypy --strict over the toolkit."""
+    """ruff over the repository, mypy --strict over the toolkit and kbit's runtime."""
     session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy", "ml_dtypes")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
