@@ -25,8 +25,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from packaging.utils import canonicalize_name
-
 from wheelmatrix import data, settings
 from wheelmatrix.errors import MatrixError
 from wheelmatrix.model import (
@@ -488,7 +486,3 @@ class _Resolver:
                           'narrow variants to CUDA ones, e.g. ["cuda*"], or drop the platform from matrix.platforms')  # fmt: skip
             out.append(rule)
         return tuple(out)
-
-
-def canonical_name(name: str) -> str:
-    return canonicalize_name(name)

@@ -165,3 +165,18 @@ def test_missing_cpu_cell_is_a_clear_error(cells: list, tmp_path: Path) -> None:
 
     with pytest.raises(PackageError, match="no cpu cell wheel for linux-x86_64"):
         assemble_platform(make_matrix(tmp_path), "linux-x86_64", cells[1:])
+
+
+def test_a_misnamed_library_is_refused(cells: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """The loader looks for lib<stem>.so on Linux (data/platforms.toml): another name is an error."""
+    from dataclasses import replace
+
+    from wheelmatrix.errors import PackageError
+
+    cpu = cells[0]
+    contents = read_wheel(cpu.path)
+    contents.put("kbit/_lib/libkbit_cpu.so.1", contents.files.pop("kbit/_lib/libkbit_cpu.so"))
+    renamed = replace(cpu, path=write_wheel(contents, tmp_path / "renamed"))
+    with pytest.raises(PackageError) as exc:
+        assemble_platform(make_matrix(tmp_path), "linux-x86_64", [renamed, *cells[1:]])
+    assert "holds libkbit_cpu.so.1 where its platform expects kbit/_lib/libkbit_cpu.so" in exc.value.message

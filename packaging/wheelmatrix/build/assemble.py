@@ -140,8 +140,9 @@ def _library_prefix(project: Project) -> str:
     return f"{project.import_package}/{project.library_dir}/"
 
 
-def extract_library(project: Project, cell: CellWheel, contents: WheelContents) -> Library:
-    """The library of ``cell.variant`` inside a cell wheel: ``lib<stem>.*`` in the library folder."""
+def extract_library(project: Project, cell: CellWheel, contents: WheelContents, expected: str) -> Library:
+    """The library of ``cell.variant`` inside a cell wheel: ``lib<stem>.*`` in the library folder,
+    whose binary must be named ``expected`` (the platform's library pattern, data/platforms.toml)."""
     stem = "lib" + project.library_stem(cell.variant)
     prefix = _library_prefix(project)
     files = tuple(
@@ -157,6 +158,12 @@ def extract_library(project: Project, cell: CellWheel, contents: WheelContents) 
         raise PackageError(
             f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no {prefix}{stem}.* library",
             fix="check the build writes the library into the wheel's library folder, then rebuild the cell",
+        )
+    if expected not in binaries:
+        raise PackageError(
+            f"cell wheel {cell.path.name} (cell {cell.cell_id}) holds {', '.join(binaries)} where its platform "
+            f"expects {prefix}{expected}",
+            fix="name the library as the platform's loader looks for it (data/platforms.toml), then rebuild the cell",
         )
     if not manifests:
         raise PackageError(
@@ -240,7 +247,8 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
             fix=f"build the cell {platform}-cpu (`wheelmatrix build --cell {platform}-cpu`)",
         )
     base_raw = base_cells[0][1]
-    libraries = [extract_library(project, c, w) for c, w in read]
+    pattern = matrix.platform(platform).library_pattern
+    libraries = [extract_library(project, c, w, pattern.format(name=project.library_stem(c.variant))) for c, w in read]
     base = _strip_libraries(project, base_raw)
     tag = base.wheel_name.tag
     base.put(f"{base.dist_info}/WHEEL", _wheel_file(tag))
