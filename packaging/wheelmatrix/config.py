@@ -218,6 +218,24 @@ class _Converter:
         return typing.cast("T", cls(**kwargs))
 
 
+def platform_spec(
+    name: str, *, policy: str | None = None, repair: str | None = None, never_vendor: Sequence[str] = ()
+) -> PlatformSpec:
+    """A platform's spec from wheelmatrix's facts (data/platforms.toml), with matrix.toml's choices
+    laid over them; ``name`` and ``policy`` must already be valid."""
+    f = data.platform_facts()[name]
+    return PlatformSpec(
+        name=typing.cast("PlatformName", name),
+        policy=policy or f.default_policy,
+        repair=typing.cast("RepairTool", repair or f.repair),
+        never_vendor=tuple(dict.fromkeys((*f.never_vendor, *never_vendor))),
+        wheel_arch=f.wheel_arch,
+        runner=f.runner,
+        library_pattern=f.library,
+        cuda_providers=f.cuda_providers,
+    )
+
+
 def parse(text: str, file: str) -> settings.MatrixFile:
     """TOML text -> raw tables (types and keys checked, nothing resolved)."""
     try:
@@ -322,19 +340,7 @@ class _Resolver:
             if policy not in f.policies:
                 self.fail(["platform", name, "policy"], f"{_quote(policy)} is not a wheel policy for {name}",
                           f"use one of {', '.join(f.policies)}")  # fmt: skip
-            repair = table.repair or f.repair
-            out.append(
-                PlatformSpec(
-                    name=typing.cast("PlatformName", name),
-                    policy=policy,
-                    repair=typing.cast("RepairTool", repair),
-                    never_vendor=tuple(dict.fromkeys((*f.never_vendor, *table.never_vendor))),
-                    wheel_arch=f.wheel_arch,
-                    runner=f.runner,
-                    library_pattern=f.library,
-                    cuda_providers=f.cuda_providers,
-                )
-            )
+            out.append(platform_spec(name, policy=policy, repair=table.repair, never_vendor=table.never_vendor))
         return tuple(out)
 
     def cuda(self) -> tuple[CudaSpec, ...]:

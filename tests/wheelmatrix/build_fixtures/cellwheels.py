@@ -10,31 +10,14 @@ from pathlib import Path
 
 from wheelmatrix.build.assemble import CellWheel
 from wheelmatrix.build.wheelfile import WheelContents, write_wheel
-from wheelmatrix.model import Matrix, Packaging, PlatformSpec, Project, SplitStrategy
+from wheelmatrix.config import platform_spec
+from wheelmatrix.model import Matrix, Packaging, Project, SplitStrategy
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
 
-LINUX = PlatformSpec(
-    name="linux-x86_64",
-    policy="manylinux_2_28",
-    repair="auditwheel",
-    never_vendor=("libcuda.so*", "libnvidia-ml.so*"),
-    wheel_arch="x86_64",
-    runner="ubuntu-24.04",
-    library_pattern="lib{name}.so",
-    cuda_providers=("pypi", "debian", "system"),
-)
-WINDOWS = PlatformSpec(
-    name="windows-x86_64",
-    policy="win_amd64",
-    repair="delvewheel",
-    never_vendor=("nvcuda.dll", "nvml.dll"),
-    wheel_arch="amd64",
-    runner="windows-2022",
-    library_pattern="lib{name}.dll",
-    cuda_providers=("pypi", "system"),
-)
+LINUX = platform_spec("linux-x86_64", policy="manylinux_2_28")
+WINDOWS = platform_spec("windows-x86_64")
 
 
 def make_matrix(
