@@ -26,9 +26,9 @@ from pathlib import Path
 
 from wheelmatrix import host as host_mod
 from wheelmatrix import toolchains
-from wheelmatrix.build import cells as cells_mod
-from wheelmatrix.build.assemble import CellWheel, assemble_all
-from wheelmatrix.build.cells import BuildOptions, build_cells
+from wheelmatrix.stages import cells as cells_mod
+from wheelmatrix.stages.assemble import CellWheel, assemble_all
+from wheelmatrix.stages.cells import BuildOptions, build_cells
 from wheelmatrix.config import load_matrix
 from wheelmatrix.model import CudaSpec
 from wheelmatrix.plan import make_plan

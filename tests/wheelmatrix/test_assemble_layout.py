@@ -17,8 +17,8 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
-from wheelmatrix.build.assemble import WheelTooLarge, assemble_all, assemble_platform
-from wheelmatrix.build.wheelfile import read_wheel, write_wheel
+from wheelmatrix.stages.assemble import WheelTooLarge, assemble_all, assemble_platform
+from wheelmatrix.wheelfile import read_wheel, write_wheel
 
 MiB = 2**20
 

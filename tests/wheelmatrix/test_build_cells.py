@@ -21,7 +21,7 @@ from build_fixtures.project import (
     cuda_cell,
     kbit_matrix,
 )
-from wheelmatrix.build.cells import (
+from wheelmatrix.stages.cells import (
     BuildOptions,
     build_cells,
     cell_settings,
@@ -147,7 +147,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {str(here)!r})
 from build_fixtures.project import FakeToolchain, cuda_cell, kbit_matrix
-from wheelmatrix.build.cells import BuildOptions, build_cells
+from wheelmatrix.stages.cells import BuildOptions, build_cells
 matrix = kbit_matrix(Path({str(tree)!r}), policy={POLICY!r})
 options = BuildOptions(work=Path({str(tmp_path / "work")!r}), cache=None, jobs=1, timeout=600)
 build_cells(matrix, [cuda_cell("13.0", (75,), (75,))], options, lambda spec: FakeToolchain(Path({str(nvcc)!r})))

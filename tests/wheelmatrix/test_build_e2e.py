@@ -21,10 +21,10 @@ import pytest
 
 from build_fixtures.cellwheels import isolated_env
 from build_fixtures.project import REPO
-from wheelmatrix.build.assemble import CellWheel, assemble_all
-from wheelmatrix.build.cells import read_results
-from wheelmatrix.build.record import SCHEMA
-from wheelmatrix.build.repair import glibc_of, rate
+from wheelmatrix.stages.assemble import CellWheel, assemble_all
+from wheelmatrix.stages.cells import read_results
+from wheelmatrix.stages.record import SCHEMA
+from wheelmatrix.stages.repair import glibc_of, rate
 from wheelmatrix.cli import main
 from wheelmatrix.config import load_matrix
 

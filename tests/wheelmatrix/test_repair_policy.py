@@ -17,9 +17,9 @@ from build_fixtures.cellwheels import (
     make_matrix,
     pip_install,
 )
-from wheelmatrix.build.assemble import assemble_all
-from wheelmatrix.build.repair import PolicyViolation, rate
-from wheelmatrix.build.wheelfile import read_wheel, write_wheel
+from wheelmatrix.stages.assemble import assemble_all
+from wheelmatrix.stages.repair import PolicyViolation, rate
+from wheelmatrix.wheelfile import read_wheel, write_wheel
 
 
 def _names(path: Path) -> list[str]:
@@ -113,7 +113,7 @@ def _wheel_linking(tmp_path: Path, *needed: str) -> Path:
 def test_driver_is_never_vendored_but_other_dependencies_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from wheelmatrix.build.assemble import CellWheel
+    from wheelmatrix.stages.assemble import CellWheel
 
     wheel = _wheel_linking(tmp_path, "libcuda.so.1", "libhelper.so.3")
     monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path / "objs"))  # auditwheel finds both here
@@ -128,7 +128,7 @@ def test_driver_is_never_vendored_but_other_dependencies_are(tmp_path: Path, mon
 
 
 def test_declared_dependency_library_is_excluded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wheelmatrix.build.assemble import CellWheel
+    from wheelmatrix.stages.assemble import CellWheel
 
     wheel = _wheel_linking(tmp_path, "libcudart.so.12")
     monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path / "objs"))

@@ -59,7 +59,7 @@ def test_schema_verb_prints_the_committed_schemas(capsys: pytest.CaptureFixture[
     for name in schema.SCHEMAS:
         assert main(["schema", name]) == 0
         assert json.loads(capsys.readouterr().out) == schema.committed(name)
-    from wheelmatrix.build.record import SCHEMA
+    from wheelmatrix.stages.record import SCHEMA
 
     assert main(["schema", "build-record"]) == 0
     printed = json.loads(capsys.readouterr().out)

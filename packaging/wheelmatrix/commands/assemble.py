@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from wheelmatrix import host as host_mod
-from wheelmatrix.build.assemble import CellWheel, FinalWheel, assemble_all
-from wheelmatrix.build.cells import read_results_file
-from wheelmatrix.build.record import make_record, write_record
-from wheelmatrix.build.wheelfile import WheelName
+from wheelmatrix.stages.assemble import CellWheel, FinalWheel, assemble_all
+from wheelmatrix.stages.cells import read_results_file
+from wheelmatrix.stages.record import make_record, write_record
+from wheelmatrix.wheelfile import WheelName
 from wheelmatrix.commands.build import DEFAULT_WORK
 from wheelmatrix.config import load_matrix
 from wheelmatrix.errors import PackageError

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from wheelmatrix import host as host_mod
 from wheelmatrix import toolchains
-from wheelmatrix.build.cells import (
+from wheelmatrix.stages.cells import (
     DEFAULT_TIMEOUT,
     BuildOptions,
     CellResult,

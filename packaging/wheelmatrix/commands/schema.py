@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wheelmatrix import schema
-from wheelmatrix.build import record
+from wheelmatrix.stages import record
 
 HELP = "print the JSON Schema of matrix.toml, the plan document, the GitHub matrix or the build record"
 

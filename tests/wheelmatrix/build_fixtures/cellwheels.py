@@ -8,8 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from wheelmatrix.build.assemble import CellWheel
-from wheelmatrix.build.wheelfile import WheelContents, write_wheel
+from wheelmatrix.stages.assemble import CellWheel
+from wheelmatrix.wheelfile import WheelContents, write_wheel
 from wheelmatrix.config import platform_spec
 from wheelmatrix.model import Matrix, Packaging, Project, SplitStrategy
 

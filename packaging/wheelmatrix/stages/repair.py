@@ -11,7 +11,7 @@
   never those in ``never_vendor``.
 
 Both tools write zips their own way; the result is rewritten by
-:func:`wheelmatrix.build.wheelfile.normalize_wheel` so the final wheel is reproducible.
+:func:`wheelmatrix.wheelfile.normalize_wheel` so the final wheel is reproducible.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from wheelmatrix import _proc
-from wheelmatrix.build.wheelfile import WheelName, normalize_wheel, read_wheel
+from wheelmatrix.wheelfile import WheelName, normalize_wheel, read_wheel
 from wheelmatrix.errors import CommandFailed, EnvironmentProblem, PackageError
 from wheelmatrix.model import PlatformSpec
 

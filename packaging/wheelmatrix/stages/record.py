@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from wheelmatrix import __version__
-from wheelmatrix.build.assemble import FinalWheel
-from wheelmatrix.build.cells import CellResult
-from wheelmatrix.build.wheelfile import source_date_epoch
+from wheelmatrix.stages.assemble import FinalWheel
+from wheelmatrix.stages.cells import CellResult
+from wheelmatrix.wheelfile import source_date_epoch
 from wheelmatrix.model import Matrix
 
 RECORD_FILE = "build-record.json"

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from wheelmatrix import __version__, _proc
-from wheelmatrix.build.repair import glibc_of
-from wheelmatrix.build.wheelfile import source_date_epoch
+from wheelmatrix.stages.repair import glibc_of
+from wheelmatrix.wheelfile import source_date_epoch
 from wheelmatrix.errors import BuildError, CommandFailed, WheelmatrixError
 from wheelmatrix.model import CudaSpec, Matrix
 from wheelmatrix.plan import Cell

@@ -30,8 +30,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from wheelmatrix.build import repair as repair_mod
-from wheelmatrix.build.wheelfile import (
+from wheelmatrix.stages import repair as repair_mod
+from wheelmatrix.wheelfile import (
     WheelContents,
     WheelName,
     compressed_size,
