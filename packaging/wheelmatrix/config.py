@@ -29,6 +29,10 @@ from wheelmatrix import data, settings
 from wheelmatrix.errors import MatrixError
 from wheelmatrix.model import (
     PLATFORMS,
+    Backend,
+    BuildContract,
+    Component,
+    CudaFacts,
     CudaSpec,
     CudaVersion,
     Matrix,
@@ -50,6 +54,15 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$"
 _UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}  # fmt: skip
 _PY_VERSION = re.compile(r"^3\.(\d+)$")
+_CMAKE_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEFINE_FIELDS = ("variant", "platform", "cuda", "cuda_major", "cuda_tag")
+# CMake variables the toolkit itself sets for every cell, and where a matrix says what they hold
+_TOOLKIT_DEFINES = {
+    "CMAKE_TOOLCHAIN_FILE": "wheelmatrix writes one per cell (compilers, glibc floor, cross target)",
+    "CMAKE_CUDA_COMPILER": "the cell's toolchain provides nvcc",
+    "CMAKE_CUDA_HOST_COMPILER": "the cell's toolchain provides the host compiler",
+    "CUDAToolkit_ROOT": "the cell's toolchain provides the CUDA root",
+}
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
@@ -271,6 +284,7 @@ class _Resolver:
 
     def matrix(self) -> Matrix:
         project = self.project()
+        build = self.build()
         platforms = self.platforms()
         cuda = self.cuda()
         python = self.python()
@@ -287,6 +301,7 @@ class _Resolver:
             packaging=packaging,
             publish=publish,
             toolchain_lock=self.path.parent / "toolchains.lock",
+            build=build,
         )
 
     def project(self) -> Project:
@@ -294,20 +309,67 @@ class _Resolver:
         if not _NAME.match(p.name):
             self.fail(["project", "name"], f"{_quote(p.name)} is not a valid distribution name",
                       "use letters, digits, '.', '_' and '-' (PEP 508), e.g. \"kbit\"")  # fmt: skip
-        for key, value in (("import-package", p.import_package), ("library", p.library)):
-            if not value.isidentifier():
-                self.fail(["project", key], f"{_quote(value)} is not a Python identifier",
-                          "use letters, digits and '_' (not starting with a digit)")  # fmt: skip
-        if not p.library_dir or "/" in p.library_dir or "\\" in p.library_dir or p.library_dir.startswith("."):
-            self.fail(["project", "library-dir"], f"{_quote(p.library_dir)} is not a folder name",
-                      'use one folder name inside the package, e.g. "_lib"')  # fmt: skip
+        if not p.import_package.isidentifier():
+            self.fail(["project", "import-package"], f"{_quote(p.import_package)} is not a Python identifier",
+                      "use letters, digits and '_' (not starting with a digit)")  # fmt: skip
+        placeholders = set(re.findall(r"{([^{}]*)}", p.library))
+        unknown = sorted(placeholders - {"variant", "cuda_tag", "cuda_major"})
+        if unknown:
+            self.fail(["project", "library"], f"{{{unknown[0]}}} is not a placeholder",
+                      'use {variant}, {cuda_tag} or {cuda_major}, e.g. "mykernels_{variant}"')  # fmt: skip
+        if "variant" not in placeholders:
+            self.fail(["project", "library"], f"{_quote(p.library)} lacks {{variant}}: every variant's library "
+                      "would have the same name and they could not share a wheel",
+                      f'e.g. "{p.library}_{{variant}}" (libraries named {p.library}_cpu, {p.library}_cuda124, ...)')  # fmt: skip
+        example = p.library.format(variant="cuda124", cuda_tag="124", cuda_major="12")
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", example):
+            self.fail(["project", "library"], f"{_quote(p.library)} does not make a file name ({_quote(example)})",
+                      "use letters, digits, '_', '-', '.' and the placeholders")  # fmt: skip
+        d = p.library_dir
+        if d != "." and (
+            not d or "\\" in d or d.startswith(("/", ".")) or any(part in ("", "..") for part in d.split("/"))
+        ):
+            self.fail(["project", "library-dir"], f"{_quote(d)} is not a folder inside the package",
+                      'use "." (the package folder itself) or a relative folder such as "_lib"')  # fmt: skip
         return Project(
             name=p.name,
             import_package=p.import_package,
             library=p.library,
-            library_dir=p.library_dir,
+            library_dir=d.strip("/") if d != "." else ".",
             source=(self.path.parent / p.source).resolve(),
+            exclude=p.exclude,
+            include=p.include,
         )
+
+    def build(self) -> BuildContract:
+        b = self.raw.build
+        for key, table in (("defines", b.defines), ("cpu-defines", b.cpu_defines), ("cuda-defines", b.cuda_defines)):
+            self._defines(["build", key], table)
+        names = [b.archs_variable] + ([b.backend.variable] if b.backend else [])
+        for key, name in zip(("archs-variable", "backend"), names, strict=False):
+            if not _CMAKE_VAR.match(name):
+                where = ["build", key] if key != "backend" else ["build", "backend", "variable"]
+                self.fail(where, f"{_quote(name)} is not a CMake variable name", "use letters, digits and '_'")
+        backend = Backend(b.backend.variable, b.backend.cpu, b.backend.cuda) if b.backend else None
+        return BuildContract(
+            backend=backend,
+            archs_variable=b.archs_variable,
+            defines=tuple(b.defines.items()),
+            cpu_defines=tuple(b.cpu_defines.items()),
+            cuda_defines=tuple(b.cuda_defines.items()),
+        )
+
+    def _defines(self, where: list[str | int], table: Mapping[str, str]) -> None:
+        for name, value in table.items():
+            if not _CMAKE_VAR.match(name):
+                self.fail([*where, name], f"{_quote(name)} is not a CMake variable name", "use letters, digits and '_'")
+            if name in _TOOLKIT_DEFINES:
+                self.fail([*where, name], f"{name} is set by wheelmatrix for every cell",
+                          f"remove it; {_TOOLKIT_DEFINES[name]}")  # fmt: skip
+            unknown = sorted(set(re.findall(r"{([^{}]*)}", value)) - set(_DEFINE_FIELDS))
+            if unknown:
+                self.fail([*where, name], f"{{{unknown[0]}}} is not a placeholder",
+                          "use " + ", ".join("{" + f + "}" for f in _DEFINE_FIELDS))  # fmt: skip
 
     def platforms(self) -> tuple[PlatformSpec, ...]:
         facts = data.platform_facts()
@@ -340,7 +402,9 @@ class _Resolver:
             if policy not in f.policies:
                 self.fail(["platform", name, "policy"], f"{_quote(policy)} is not a wheel policy for {name}",
                           f"use one of {', '.join(f.policies)}")  # fmt: skip
-            out.append(platform_spec(name, policy=policy, repair=table.repair, never_vendor=table.never_vendor))
+            self._defines(["platform", name, "defines"], table.defines)
+            spec = platform_spec(name, policy=policy, repair=table.repair, never_vendor=table.never_vendor)
+            out.append(dataclasses.replace(spec, defines=tuple(table.defines.items())))
         return tuple(out)
 
     def cuda(self) -> tuple[CudaSpec, ...]:
@@ -354,10 +418,12 @@ class _Resolver:
                 self.fail(
                     ["matrix", "cuda", i], f"{_quote(text)} is not a CUDA version", 'write MAJOR.MINOR, e.g. "12.4"'
                 )
-            if v not in facts:
+            table = self.raw.cuda.get(str(v))
+            if v not in facts and (table is None or table.facts is None):
                 known = ", ".join(str(k) for k in sorted(facts))
                 self.fail(["matrix", "cuda", i], f"CUDA {v} is not a version wheelmatrix knows",
-                          f"use one of {known} (or add its facts to wheelmatrix/data/cuda.toml)")  # fmt: skip
+                          f'use one of {known}, or declare its facts in [cuda."{v}".facts] (archs, host-gcc-max, '
+                          "driver-api, min-driver-linux, min-driver-windows)")  # fmt: skip
             if v in versions:
                 self.fail(["matrix", "cuda", i], f"CUDA {v} is listed twice", "list each CUDA version once")
             versions.append(v)
@@ -372,15 +438,75 @@ class _Resolver:
             if table is None:
                 self.fail(["matrix", "cuda"], f"CUDA {v} has no [cuda.\"{v}\"] table",
                           f'add [cuda."{v}"] with sass, ptx and toolchain')  # fmt: skip
-            f = facts[v]
             base: list[str | int] = ["cuda", str(v)]
+            f = self._facts(v, facts.get(v), table.facts, base)
             for kind, archs in (("sass", table.sass), ("ptx", table.ptx)):
                 self._archs(v, kind, archs, f.archs, base)
             if not table.sass and not table.ptx:
                 self.fail([*base, "sass"], f"CUDA {v} declares no arch: a library with no code",
                           "list at least one SASS or PTX arch")  # fmt: skip
+            self._defines([*base, "defines"], table.defines)
             out.append(CudaSpec(version=v, sass=table.sass, ptx=table.ptx,
-                                toolchain=self._toolchain(v, table.toolchain, sources[v], base), facts=f))  # fmt: skip
+                                toolchain=self._toolchain(v, table.toolchain, sources.get(v, ()), base), facts=f,
+                                components=self._components(table.components, [*base, "components"]),
+                                defines=tuple(table.defines.items())))  # fmt: skip
+        return tuple(out)
+
+    def _facts(self, v: CudaVersion, known: CudaFacts | None, table: settings.CudaFactsTable | None,
+               base: list[str | int]) -> CudaFacts:  # fmt: skip
+        if table is None:
+            assert known is not None
+            return known
+        where = [*base, "facts"]
+        family = data.family_facts(v.major)
+        if known is None:
+            for key in ("archs", "host_gcc_max", "driver_api", "min_driver_linux", "min_driver_windows"):
+                if getattr(table, key) is None:
+                    self.fail([*where, toml_key(key)], f"missing: CUDA {v} is not a version wheelmatrix knows",
+                              f"add {toml_key(key)} (see wheelmatrix/data/cuda.toml for the meaning and examples)")  # fmt: skip
+            if family is None:
+                self.fail(where, f"CUDA {v.major}.x is not a CUDA major wheelmatrix knows (driver floors, runtime)",
+                          "use a CUDA major listed in wheelmatrix/data/cuda.toml [majors]")  # fmt: skip
+        if table.archs is not None and (not table.archs or list(table.archs) != sorted(set(table.archs))):
+            self.fail([*where, "archs"], "must be a non-empty ascending list of compute capabilities",
+                      f"write them sorted and once each: {sorted(set(table.archs))}")  # fmt: skip
+        if table.driver_api is not None and table.driver_api // 1000 != v.major:
+            self.fail([*where, "driver-api"], f"{table.driver_api} is not a CUDA {v.major}.x driver API version",
+                      f"write major*1000 + minor*10, e.g. {v.api}")  # fmt: skip
+        if known is not None:
+            return dataclasses.replace(
+                known,
+                archs=table.archs if table.archs is not None else known.archs,
+                host_gcc_max=table.host_gcc_max if table.host_gcc_max is not None else known.host_gcc_max,
+                driver_api=table.driver_api if table.driver_api is not None else known.driver_api,
+                min_driver_linux=table.min_driver_linux or known.min_driver_linux,
+                min_driver_windows=table.min_driver_windows or known.min_driver_windows,
+            )
+        assert family is not None and table.archs is not None and table.host_gcc_max is not None
+        assert table.driver_api is not None and table.min_driver_linux and table.min_driver_windows
+        return CudaFacts(
+            archs=table.archs,
+            host_gcc_max=table.host_gcc_max,
+            driver_api=table.driver_api,
+            min_driver_linux=table.min_driver_linux,
+            min_driver_windows=table.min_driver_windows,
+            family_min_driver_linux=family["min-driver-linux"],
+            family_min_driver_windows=family["min-driver-windows"],
+            runtime_soname=family["runtime-soname"],
+            compress=("-Xfatbin", "-compress-all"),
+        )
+
+    def _components(self, names: tuple[str, ...], where: list[str | int]) -> tuple[Component, ...]:
+        known = data.components()
+        out: list[Component] = []
+        for i, name in enumerate(names):
+            if name not in known:
+                hint = did_you_mean(name, known)
+                self.fail([*where, i], f"unknown CUDA component {_quote(name)}",
+                          f"did you mean {_quote(hint)}?" if hint else f"use one of {', '.join(sorted(known))}")  # fmt: skip
+            if name in names[:i]:
+                self.fail([*where, i], f"{_quote(name)} is listed twice", "list each component once")
+            out.append(known[name])
         return tuple(out)
 
     def _archs(self, v: CudaVersion, kind: str, archs: tuple[int, ...], supported: tuple[int, ...],
@@ -392,7 +518,9 @@ class _Resolver:
                 self.fail([*base, kind, i], f"{prefix}_{arch} is listed twice", "list each arch once")
             seen.add(arch)
             if arch not in supported:
-                others = version_ranges([k for k, fv in sorted(data.cuda_facts().items()) if arch in fv.archs])
+                others = version_ranges(
+                    [k for k, fv in sorted(data.cuda_facts().items()) if arch in fv.archs and k != v]
+                )
                 where = f"it targets {prefix}_{supported[0]} to {prefix}_{supported[-1]}"
                 fix = (f"remove {arch}, or build {prefix}_{arch} with CUDA {others}" if others
                        else f"remove {arch}: no CUDA version wheelmatrix knows targets it")  # fmt: skip
@@ -455,7 +583,9 @@ class _Resolver:
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip
-        return Packaging(int(p.max_file_size), int(p.project_quota), p.split, p.split_name, p.extra_name)
+        return Packaging(
+            int(p.max_file_size), int(p.project_quota), p.split, p.split_name, p.extra_name, p.cuda_libraries
+        )
 
     def publish(self) -> tuple[PublishStage, ...]:
         names: set[str] = set()

@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from wheelmatrix.model import CudaFacts, CudaVersion, SourceKind
+from wheelmatrix.model import Component, CudaFacts, CudaVersion, SourceKind
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -83,3 +83,24 @@ def platform_facts() -> dict[str, PlatformFacts]:
         )
         for name, e in raw.items()
     }
+
+
+@functools.cache
+def components() -> dict[str, Component]:
+    """The CUDA components a matrix may ask for (data/cuda.toml [components])."""
+    raw = _load("cuda.toml").get("components", {})
+    return {
+        name: Component(
+            name=name,
+            libraries=tuple(e["libraries"]),
+            runtime_wheels=tuple(sorted((int(k), str(v)) for k, v in e["runtime-wheels"].items())),
+            wheel_lib_dirs=tuple(sorted((int(k), str(v)) for k, v in e["wheel-lib-dirs"].items())),
+        )
+        for name, e in raw.items()
+    }
+
+
+def family_facts(major: int) -> dict[str, str] | None:
+    """The per-major facts (driver floors, runtime soname) of data/cuda.toml [majors], or None."""
+    family = _load("cuda.toml")["majors"].get(str(major))
+    return dict(family) if family is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -11,7 +12,19 @@ from wheelmatrix import data
 from wheelmatrix.model import CudaSpec, Matrix
 from wheelmatrix.plan import Host
 
-MINGW_CXX = "x86_64-w64-mingw32-g++"
+
+def host_glibc() -> tuple[int, int] | None:
+    """This host's glibc (2, 36), or None when it is not glibc."""
+    lib, version = platform.libc_ver()
+    if lib != "glibc":
+        return None
+    parts = version.split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
+
+
+def has_zig() -> bool:
+    """zig from the ziglang package (or on PATH): cross builds and the glibc floor."""
+    return importlib.util.find_spec("ziglang") is not None or shutil.which("zig") is not None
 
 
 def host_platform() -> str:
@@ -40,6 +53,7 @@ def detect(matrix: Matrix) -> Host:
     return Host(
         platform=host_platform(),
         has_c_compiler=any(shutil.which(c) for c in ("c++", "g++", "clang++")),
-        has_mingw=shutil.which(MINGW_CXX) is not None,
+        has_zig=has_zig(),
         system_cuda=tuple(found),
+        glibc=host_glibc(),
     )

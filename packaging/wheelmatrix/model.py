@@ -90,6 +90,22 @@ class CudaFacts:
 
 
 @dataclass(frozen=True)
+class Component:
+    """A CUDA library besides the runtime (cuBLAS, ...) from ``data/cuda.toml`` [components]."""
+
+    name: str  # as matrix.toml names it: "cublas"
+    libraries: tuple[str, ...]  # link names: ("cublas", "cublasLt")
+    runtime_wheels: tuple[tuple[int, str], ...]  # (CUDA major, NVIDIA's runtime wheel on PyPI)
+    wheel_lib_dirs: tuple[tuple[int, str], ...]  # (CUDA major, its libraries' folder under site-packages)
+
+    def runtime_wheel(self, major: int) -> str | None:
+        return dict(self.runtime_wheels).get(major)
+
+    def wheel_lib_dir(self, major: int) -> str | None:
+        return dict(self.wheel_lib_dirs).get(major)
+
+
+@dataclass(frozen=True)
 class CudaSpec:
     """One CUDA version of the release: what to compile and with which toolchain."""
 
@@ -98,6 +114,12 @@ class CudaSpec:
     ptx: tuple[int, ...]
     toolchain: Toolchain
     facts: CudaFacts
+    components: tuple[Component, ...] = ()
+    defines: tuple[tuple[str, str], ...] = ()  # CMake defines of this version's cells
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.components)
 
     @property
     def variant(self) -> str:
@@ -114,6 +136,7 @@ class PlatformSpec:
     runner: str
     library_pattern: str  # "lib{name}.so"
     cuda_providers: tuple[SourceKind, ...]
+    defines: tuple[tuple[str, str], ...] = ()  # CMake defines of this platform's cells
 
     @property
     def wheel_tag(self) -> str:
@@ -150,6 +173,7 @@ class Packaging:
     split: SplitStrategy
     split_name: str  # distribution name template, e.g. "{name}-cu{major}"
     extra_name: str  # extra that pulls a split distribution, e.g. "cu{major}"
+    cuda_libraries: Literal["depend", "vendor"] = "depend"  # CUDA components: runtime wheels or vendored
 
 
 @dataclass(frozen=True)
@@ -163,13 +187,47 @@ class PublishStage:
 class Project:
     name: str  # distribution name
     import_package: str
-    library: str  # native library base name: lib<library>_cpu, lib<library>_cuda124
-    library_dir: str  # folder inside the import package holding the libraries
+    library: str  # the library name pattern: "mykernels_{variant}" (placeholders: variant, cuda_tag, cuda_major)
+    library_dir: str  # folder inside the import package holding the libraries ("." = the package itself)
     source: Path  # the project's source tree (where its pyproject.toml is)
+    exclude: tuple[str, ...] = ()  # tracked files left out of the cell cache key (globs)
+    include: tuple[str, ...] = ()  # untracked files added to the cell cache key (globs)
 
-    def library_stem(self, variant: str) -> str:
-        """``kbit_cpu`` / ``kbit_cuda124``."""
-        return f"{self.library}_{variant}"
+    def library_stem(self, variant: str, cuda: CudaVersion | None = None) -> str:
+        """The library name of ``variant`` without prefix or suffix: ``mykernels_cuda124``."""
+        if cuda is None and variant.startswith("cuda"):
+            digits = variant[4:]
+            cuda = CudaVersion(int(digits[:-1]), int(digits[-1])) if digits.isdigit() and len(digits) >= 2 else None
+        return self.library.format(
+            variant=variant,
+            cuda_tag="" if cuda is None else cuda.tag,
+            cuda_major="" if cuda is None else str(cuda.major),
+        )
+
+    @property
+    def library_folder(self) -> str:
+        """The libraries' folder inside the wheel, with a trailing slash: ``mykernels/`` or ``mykernels/_lib/``."""
+        if self.library_dir in ("", "."):
+            return f"{self.import_package}/"
+        return f"{self.import_package}/{self.library_dir.strip('/')}/"
+
+
+@dataclass(frozen=True)
+class Backend:
+    variable: str  # the project's CMake variable selecting the backend
+    cpu: str
+    cuda: str
+
+
+@dataclass(frozen=True)
+class BuildContract:
+    """How the toolkit reaches a project's CMake build (``[build]`` of matrix.toml)."""
+
+    backend: Backend | None = None
+    archs_variable: str = "CMAKE_CUDA_ARCHITECTURES"
+    defines: tuple[tuple[str, str], ...] = ()
+    cpu_defines: tuple[tuple[str, str], ...] = ()
+    cuda_defines: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +241,7 @@ class Matrix:
     packaging: Packaging
     publish: tuple[PublishStage, ...]
     toolchain_lock: Path = field(default=Path("toolchains.lock"))
+    build: BuildContract = field(default_factory=BuildContract)
 
     def cuda_spec(self, version: CudaVersion | str) -> CudaSpec:
         v = CudaVersion.parse(version) if isinstance(version, str) else version

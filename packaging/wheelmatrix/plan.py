@@ -5,9 +5,22 @@ Pure over an injected :class:`Host`, so it is property-tested over generated mat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
-from wheelmatrix.model import CudaSpec, CudaVersion, Matrix, PlatformName, PlatformSpec, Toolchain
+from wheelmatrix.model import (
+    BuildContract,
+    CudaSpec,
+    CudaVersion,
+    Matrix,
+    PlatformName,
+    PlatformSpec,
+    Project,
+    Toolchain,
+)
+
+_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -16,8 +29,41 @@ class Host:
 
     platform: str  # one of the platform names, or e.g. "linux-ppc64le" for an unknown one
     has_c_compiler: bool
-    has_mingw: bool  # x86_64-w64-mingw32-g++ on PATH (Windows CPU cells cross-build here)
+    has_zig: bool  # zig from the ziglang package (cross builds and the glibc floor)
     system_cuda: tuple[tuple[str, str], ...] = ()  # (cuda version, root) of system toolkits found
+    glibc: tuple[int, int] | None = None  # this host's glibc, None when not glibc
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One cell resolved for its build: everything the cell stage needs, taken whole.
+
+    The plan makes it (:func:`build_spec`); the build never reads the matrix or probes the host.
+    """
+
+    cell_id: str
+    variant: str  # "cpu" or "cudaXY"
+    project: Project
+    platform: PlatformSpec
+    cuda: CudaSpec | None
+    contract: BuildContract
+    library: str  # the library file the cell must produce: libmykernels_cuda130.so
+    defines: tuple[tuple[str, str], ...]  # the project's CMake defines for this cell (backend, archs, extras)
+    link_glibc: tuple[int, int] | None  # link libraries against this glibc with zig; None: the host linker
+    cross: str | None  # zig target of a cross build ("x86_64-windows-gnu"); None: a native build
+    cuda_libraries: Literal["depend", "vendor"]
+    buildable: bool
+    reason: str
+
+    @property
+    def library_stem(self) -> str:
+        """The library file name without its suffix: ``libmykernels_cuda130``."""
+        return self.library.rsplit(".", 1)[0]
+
+    @property
+    def manifest(self) -> str:
+        """The manifest the toolkit writes next to the library: ``libmykernels_cuda130.json``."""
+        return self.library_stem + ".json"
 
 
 @dataclass(frozen=True)
@@ -63,6 +109,10 @@ class Plan:
     def buildable(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.buildable)
 
+    def build_specs(self, cells: tuple[Cell, ...] | list[Cell] | None = None) -> tuple[BuildSpec, ...]:
+        """The build specs of ``cells`` (default: every cell of the plan)."""
+        return tuple(build_spec(self.matrix, c, self.host) for c in (self.cells if cells is None else cells))
+
 
 def _included(matrix: Matrix, platform: str, variant: str) -> tuple[bool, Excluded | None]:
     """Apply the rules in order; the last matching rule decides (no match: included)."""
@@ -88,9 +138,9 @@ def _cpu_cell(platform: PlatformSpec, host: Host) -> tuple[bool, str]:
             return True, "CPU library with the host C++ compiler"
         return False, "no C/C++ compiler on this host: install g++ (or set CXX)"
     if platform.name == "windows-x86_64" and host.platform == "linux-x86_64":
-        if host.has_mingw:
-            return True, "CPU library cross-built with mingw-w64"
-        return False, "install g++-mingw-w64-x86-64 to cross-build it here; " + _other_runner(platform)
+        if host.has_zig:
+            return True, "CPU library cross-built with zig (x86_64-windows-gnu)"
+        return False, "pip install ziglang (wheelmatrix[build]) to cross-build it here; " + _other_runner(platform)
     return False, _other_runner(platform)
 
 
@@ -139,7 +189,63 @@ def make_plan(matrix: Matrix, host: Host) -> Plan:
     return Plan(matrix=matrix, host=host, cells=tuple(cells), excluded=tuple(excluded))
 
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION = 2
+
+_CROSS_TARGETS = {("windows-x86_64", "linux-x86_64"): "x86_64-windows-gnu"}
+
+
+def _format(template: str, fields: dict[str, str]) -> str:
+    return template.format(**fields)
+
+
+def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpec:
+    """Resolve ``cell`` of ``matrix`` into the spec its build takes whole (on ``host``)."""
+    platform = matrix.platform(cell.platform)
+    spec = matrix.cuda_spec(cell.cuda) if cell.cuda is not None else None
+    project = matrix.project
+    contract = matrix.build
+    fields = {
+        "variant": cell.variant,
+        "platform": cell.platform,
+        "cuda": "" if cell.cuda is None else str(cell.cuda),
+        "cuda_major": "" if cell.cuda is None else str(cell.cuda.major),
+        "cuda_tag": "" if cell.cuda is None else cell.cuda.tag,
+    }
+    defines: dict[str, str] = {}
+    if contract.backend is not None:
+        defines[contract.backend.variable] = contract.backend.cpu if spec is None else contract.backend.cuda
+    if spec is not None:
+        archs = [f"{a}-real" for a in cell.sass] + [f"{a}-virtual" for a in cell.ptx]
+        defines[contract.archs_variable] = ";".join(archs)
+    layers = [contract.defines, contract.cpu_defines if spec is None else contract.cuda_defines, platform.defines]
+    if spec is not None:
+        layers.append(spec.defines)
+    for layer in layers:
+        for name, value in layer:
+            defines[name] = _format(value, fields)
+    link_glibc: tuple[int, int] | None = None
+    host_platform = host.platform if host is not None else platform.name
+    m = _MANYLINUX.match(platform.policy)
+    if platform.os == "linux" and m and host is not None and host.glibc is not None:
+        floor = (int(m.group(1)), int(m.group(2)))
+        if floor < host.glibc:
+            link_glibc = floor
+    stem = project.library_stem(cell.variant, cell.cuda)
+    return BuildSpec(
+        cell_id=cell.id,
+        variant=cell.variant,
+        project=project,
+        platform=platform,
+        cuda=spec,
+        contract=contract,
+        library=platform.library_pattern.format(name=stem),
+        defines=tuple(defines.items()),
+        link_glibc=link_glibc,
+        cross=_CROSS_TARGETS.get((platform.name, host_platform)),
+        cuda_libraries=matrix.packaging.cuda_libraries,
+        buildable=cell.buildable,
+        reason=cell.reason,
+    )
 
 
 def _toolchain_doc(t: Toolchain | None) -> str | None:
@@ -157,7 +263,7 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "host": {
             "platform": plan.host.platform,
             "c_compiler": plan.host.has_c_compiler,
-            "mingw": plan.host.has_mingw,
+            "zig": plan.host.has_zig,
         },
         "cells": [
             {

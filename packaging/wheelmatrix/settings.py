@@ -22,13 +22,59 @@ def doc(text: str, **kwargs: object) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class ProjectTable:
-    name: str = field(metadata=doc("Distribution name on PyPI (e.g. kbit)."))
-    import_package: str = field(metadata=doc("Import package shipped in the wheels (e.g. kbit)."))
+    name: str = field(metadata=doc("Distribution name on PyPI (e.g. mykernels)."))
+    import_package: str = field(metadata=doc("Import package shipped in the wheels (e.g. mykernels)."))
     library: str = field(
-        metadata=doc("Native library base name: libraries are lib<library>_cpu and lib<library>_cuda<MAJOR><MINOR>.")
+        metadata=doc(
+            "Name of each variant's native library without prefix or suffix, a pattern over {variant} "
+            '(cpu, cuda124, ...), {cuda_tag} (124) and {cuda_major} (12), e.g. "mykernels_{variant}"; the '
+            "platform adds the rest (lib{name}.so, lib{name}.dll, lib{name}.dylib)."
+        )
     )
-    library_dir: str = field(default="_lib", metadata=doc("Folder inside the import package that holds the libraries."))
+    library_dir: str = field(
+        default=".",
+        metadata=doc('Folder inside the import package that holds the libraries ("." is the package folder itself).'),
+    )
     source: str = field(default=".", metadata=doc("The project's source tree, relative to matrix.toml."))
+    exclude: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Globs of tracked files that do not change a cell's wheel (docs, CI files); left out of the cell cache key."
+        ),
+    )
+    include: tuple[str, ...] = field(
+        default=(),
+        metadata=doc("Globs of untracked files (generated sources) that do change a cell's wheel; added to the key."),
+    )
+
+
+@dataclass(frozen=True)
+class BackendTable:
+    variable: str = field(metadata=doc("The project's CMake variable that selects the backend (e.g. COMPUTE_BACKEND)."))
+    cpu: str = field(default="cpu", metadata=doc("Its value for the CPU variant."))
+    cuda: str = field(default="cuda", metadata=doc("Its value for CUDA variants."))
+
+
+@dataclass(frozen=True)
+class BuildTable:
+    backend: BackendTable | None = field(
+        default=None,
+        metadata=doc(
+            "How a cell selects its backend; default: no variable (the project decides from the CUDA compiler)."
+        ),
+    )
+    archs_variable: str = field(
+        default="CMAKE_CUDA_ARCHITECTURES",
+        metadata=doc('CMake variable that receives the archs of a CUDA cell, as "80-real;90-real;90-virtual".'),
+    )
+    defines: dict[str, str] = field(
+        default_factory=dict,
+        metadata=doc(
+            "CMake defines for every cell. Values may use {variant}, {platform}, {cuda}, {cuda_major}, {cuda_tag}."
+        ),
+    )
+    cpu_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for the CPU variant."))
+    cuda_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for every CUDA variant."))
 
 
 @dataclass(frozen=True)
@@ -54,10 +100,31 @@ class ToolchainTable:
 
 
 @dataclass(frozen=True)
+class CudaFactsTable:
+    archs: tuple[int, ...] | None = field(default=None, metadata=doc("Every compute capability nvcc can target."))
+    host_gcc_max: int | None = field(default=None, metadata=doc("Newest GCC major nvcc accepts as host compiler."))
+    driver_api: int | None = field(default=None, metadata=doc("cuDriverGetVersion() needed: major*1000 + minor*10."))
+    min_driver_linux: str | None = field(default=None, metadata=doc("First Linux driver of this toolkit."))
+    min_driver_windows: str | None = field(default=None, metadata=doc("First Windows driver of this toolkit."))
+
+
+@dataclass(frozen=True)
 class CudaTable:
     sass: tuple[int, ...] = field(metadata=doc("Compute capabilities to emit SASS for (e.g. 80 for sm_80)."))
     ptx: tuple[int, ...] = field(metadata=doc("Compute capabilities to embed PTX for (JIT-compiled on newer GPUs)."))
     toolchain: ToolchainTable = field(metadata=doc("Where the toolchain comes from."))
+    components: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "CUDA libraries the build links besides the runtime (cublas, cublaslt, cusparse, cufft, curand, ...): "
+            "provided with the toolchain, pinned in toolchains.lock, verified by linking a probe."
+        ),
+    )
+    defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for this CUDA version's cells."))
+    facts: CudaFactsTable | None = field(
+        default=None,
+        metadata=doc("Facts for a CUDA version wheelmatrix does not know, or overrides of the ones it does."),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +139,7 @@ class PlatformTable:
         default=(),
         metadata=doc("Extra library globs the repair step must not vendor (the driver's are always kept out)."),
     )
+    defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for this platform's cells."))
 
 
 @dataclass(frozen=True)
@@ -98,6 +166,13 @@ class PackagingTable:
         default="{name}-cu{major}", metadata=doc("Name of a split distribution; {name} and {major} are filled in.")
     )
     extra_name: str = field(default="cu{major}", metadata=doc("Extra that pulls a split distribution: {major}."))
+    cuda_libraries: Literal["depend", "vendor"] = field(
+        default="depend",
+        metadata=doc(
+            "CUDA components (cuBLAS, ...) a library links: depend on NVIDIA's runtime wheels (declared per CUDA "
+            "major, never vendored) or vendor them into the wheel."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +194,9 @@ class MatrixFile:
 
     project: ProjectTable = field(metadata=doc("The project being released."))
     matrix: AxesTable = field(metadata=doc("The axes of the release."))
+    build: BuildTable = field(
+        default_factory=BuildTable, metadata=doc("How cells reach the project's CMake build (its contract).")
+    )
     cuda: dict[str, CudaTable] = field(default_factory=dict, metadata=doc("Per CUDA version: archs and toolchain."))
     platform: dict[str, PlatformTable] = field(default_factory=dict, metadata=doc("Per platform: policy and repair."))
     rules: tuple[RuleTable, ...] = field(

@@ -70,7 +70,7 @@ def test_system_cuda_makes_its_cell_buildable() -> None:
 
 
 def test_on_an_arm_host_only_arm_cells_build() -> None:
-    host = Host(platform="linux-aarch64", has_c_compiler=True, has_mingw=False)
+    host = Host(platform="linux-aarch64", has_c_compiler=True, has_zig=False)
     plan = kbit_plan(host)
     built = {c.id for c in plan.buildable}
     assert built == {"linux-aarch64-cpu", "linux-aarch64-cuda130", "linux-aarch64-cuda132"}

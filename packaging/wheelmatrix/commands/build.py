@@ -20,6 +20,10 @@ from rich.table import Table
 
 from wheelmatrix import host as host_mod
 from wheelmatrix import toolchains
+from wheelmatrix.config import load_matrix
+from wheelmatrix.errors import ExitCode, WheelmatrixError
+from wheelmatrix.model import CudaSpec, Matrix
+from wheelmatrix.plan import Cell, Plan, make_plan
 from wheelmatrix.stages.cells import (
     DEFAULT_TIMEOUT,
     BuildOptions,
@@ -29,10 +33,7 @@ from wheelmatrix.stages.cells import (
     build_cells,
     default_jobs,
 )
-from wheelmatrix.config import load_matrix
-from wheelmatrix.errors import ExitCode, WheelmatrixError
-from wheelmatrix.model import CudaSpec, Matrix
-from wheelmatrix.plan import Cell, Plan, make_plan
+from wheelmatrix.toolchains import registry
 
 HELP = "build the plan's cells into cell wheels (cached, in parallel, each with a timeout and a log)"
 DEFAULT_WORK = Path("build/wheelmatrix")
@@ -100,6 +101,7 @@ def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
 
 def _provider(matrix: Matrix, offline: bool) -> Provider:
     lock = toolchains.lock_path_of(matrix)
+    registry.record(toolchains.Cache(), matrix)  # so that `toolchain prune` from other projects spares it
 
     def provide(spec: CudaSpec) -> Toolchain:
         return toolchains.provide(spec, lock_path=lock if lock.is_file() else None, offline=offline)
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         on_event=on_event,
     )
     with progress:
-        results = build_cells(matrix, cells, options, _provider(matrix, args.offline))
+        results = build_cells(plan.build_specs(cells), options, _provider(matrix, args.offline))
     out = Console(width=200 if not sys.stdout.isatty() else None)
     if not args.quiet:
         out.print(result_table(results))

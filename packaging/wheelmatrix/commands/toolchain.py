@@ -13,7 +13,7 @@ from pathlib import Path
 from wheelmatrix import toolchains
 from wheelmatrix.errors import ToolchainError, WheelmatrixError
 from wheelmatrix.model import Matrix
-from wheelmatrix.toolchains import debian
+from wheelmatrix.toolchains import debian, registry
 from wheelmatrix.toolchains.progress import human_size
 
 HELP = "provide, verify and list the CUDA toolchains the matrix needs (pypi, debian, system)"
@@ -45,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = add("verify", "verify toolchains again: nvcc version, probe kernel, shared library link")
     p.add_argument("versions", nargs="*", metavar="VERSION")
     offline(p)
-    p = add("prune", "remove cached toolchains and downloads the lock does not reference")
+    p = add("prune", "remove cached toolchains and downloads no project using this cache pins")
     p.add_argument("--all", action="store_true", help="remove every cached toolchain and download")
     p = add("lock", "resolve the newest files of each toolchain and write toolchains.lock")
     p.add_argument("versions", nargs="*", metavar="VERSION")
@@ -65,14 +65,11 @@ def run(args: argparse.Namespace) -> int:
     matrix_path: Path = args.matrix
     cache = toolchains.Cache()
     if args.action == "prune":
-        matrix = _load_matrix(matrix_path) if not args.all else None
-        removed = toolchains.prune(matrix, cache=cache, everything=args.all)
-        for path, size in removed:
-            print(f"removed {path} ({human_size(size)})")
-        print(f"pruned {len(removed)} items, {human_size(sum(s for _, s in removed))} freed")
-        return 0
+        return _prune(_load_matrix(matrix_path) if not args.all else None, cache)
     matrix = _load_matrix(matrix_path)
     lock_path = toolchains.lock_path_of(matrix)
+    if args.action in ("install", "verify", "path"):  # so that `prune` from other projects spares it
+        registry.record(cache, matrix)
     if args.action == "list":
         return _list(matrix, cache, args.format)
     if args.action == "lock":
@@ -120,6 +117,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(matrix: Matrix | None, cache: toolchains.Cache) -> int:
+    """Remove what no project pins (everything without a matrix: ``--all``); say what stays and why."""
+    result = toolchains.prune(matrix, cache=cache, everything=matrix is None)
+    assert isinstance(result, registry.Pruned)
+    for line in result.dropped:
+        print(line)
+    for path, size in result:
+        print(f"removed {path} ({human_size(size)})")
+    for kept in result.kept:
+        print(f"kept {path_in(cache, kept.path)} ({human_size(kept.size)}): used by {', '.join(kept.users)}")
+    freed = human_size(sum(s for _, s in result))
+    projects = len({u for k in result.kept for u in k.users})
+    summary = f"pruned {len(result)} items, {freed} freed"
+    if result.kept:
+        summary += (
+            f"; kept {len(result.kept)} items, {human_size(sum(k.size for k in result.kept))}, "
+            f"used by {projects} project{'s' if projects != 1 else ''}"
+        )
+    print(summary)
+    return 0
+
+
+def path_in(cache: toolchains.Cache, path: Path) -> str:
+    """``entries/<name>`` or ``downloads/<sha256>/<file>``: short, and says what a kept item is."""
+    shown = path.relative_to(cache.root) if path.is_relative_to(cache.root) else path
+    files = sorted(p.name for p in path.iterdir()) if path.parent == cache.downloads and path.is_dir() else []
+    return f"{shown}/{files[0]}" if len(files) == 1 else str(shown)
+
+
 def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
     rows = toolchains.status(matrix, cache=cache)
     keyring = debian.keyring()
@@ -155,7 +181,7 @@ def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
         size = human_size(r.size) if r.size else (f"~{human_size(r.download_size)}" if r.download_size else "-")
         extra = r.nvcc or (r.reason or "")
         if not r.needed:
-            extra = f"(unused: not what the lock pins for the matrix; `prune` removes it) {r.entry}"
+            extra = f"(this matrix does not pin it; `prune` removes it unless another project pins it) {r.entry}"
         print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
     print(f"cache: {cache.root}")
     if signatures:

@@ -30,6 +30,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from wheelmatrix import data
+from wheelmatrix.errors import PackageError
+from wheelmatrix.model import Matrix, PlatformSpec, Project
+from wheelmatrix.platforms import platform_of
 from wheelmatrix.stages import repair as repair_mod
 from wheelmatrix.wheelfile import (
     WheelContents,
@@ -40,8 +44,6 @@ from wheelmatrix.wheelfile import (
     wheel_bytes,
     write_wheel,
 )
-from wheelmatrix.errors import PackageError
-from wheelmatrix.model import Matrix, PlatformSpec, Project
 
 GENERATOR = "wheelmatrix"
 _FIX_SIZE = (
@@ -137,38 +139,34 @@ class Assembly:
 
 
 def _library_prefix(project: Project) -> str:
-    return f"{project.import_package}/{project.library_dir}/"
+    return project.library_folder
+
+
+def _folder_of(project: Project, package: str) -> str:
+    """The library folder of ``package`` (a split distribution's package keeps the same layout)."""
+    return package + project.library_folder[len(project.import_package) :]
 
 
 def extract_library(project: Project, cell: CellWheel, contents: WheelContents, expected: str) -> Library:
-    """The library of ``cell.variant`` inside a cell wheel: ``lib<stem>.*`` in the library folder,
-    whose binary must be named ``expected`` (the platform's library pattern, data/platforms.toml)."""
-    stem = "lib" + project.library_stem(cell.variant)
+    """The library of ``cell.variant`` inside a cell wheel: ``expected`` (the platform's library
+    pattern over [project] library, data/platforms.toml) and its manifest in the library folder."""
+    stem = expected.rsplit(".", 1)[0]
     prefix = _library_prefix(project)
+    names = {expected, stem + ".json"}
     files = tuple(
-        sorted(
-            (name[len(prefix) :], data)
-            for name, data in contents.files.items()
-            if name.startswith(prefix) and name[len(prefix) :].startswith(stem + ".") and "/" not in name[len(prefix) :]
-        )
+        sorted((name[len(prefix) :], data) for name, data in contents.files.items() if name[len(prefix) :] in names)
     )
     binaries = [n for n, _ in files if not n.endswith(".json")]
     manifests = [d for n, d in files if n == stem + ".json"]
     if not binaries:
         raise PackageError(
-            f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no {prefix}{stem}.* library",
+            f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no {prefix}{expected}",
             fix="check the build writes the library into the wheel's library folder, then rebuild the cell",
-        )
-    if expected not in binaries:
-        raise PackageError(
-            f"cell wheel {cell.path.name} (cell {cell.cell_id}) holds {', '.join(binaries)} where its platform "
-            f"expects {prefix}{expected}",
-            fix="name the library as the platform's loader looks for it (data/platforms.toml), then rebuild the cell",
         )
     if not manifests:
         raise PackageError(
             f"cell wheel {cell.path.name} (cell {cell.cell_id}) has no manifest {prefix}{stem}.json",
-            fix="the build must install the library's manifest next to it; rebuild the cell",
+            fix="the cell stage writes it: rebuild the cell (`wheelmatrix build --cell " + cell.cell_id + "`)",
         )
     try:
         manifest = json.loads(manifests[0])
@@ -180,14 +178,10 @@ def extract_library(project: Project, cell: CellWheel, contents: WheelContents, 
     return Library(cell.variant, stem, files, manifest, size)
 
 
-def _strip_libraries(project: Project, contents: WheelContents) -> WheelContents:
+def _strip_libraries(project: Project, contents: WheelContents, libraries: Sequence[Library]) -> WheelContents:
     prefix = _library_prefix(project)
-    stem0 = "lib" + project.library + "_"
-    keep = {
-        n: d
-        for n, d in contents.files.items()
-        if not (n.startswith(prefix) and n[len(prefix) :].startswith(stem0) and "/" not in n[len(prefix) :])
-    }
+    drop = {prefix + name for lib in libraries for name, _ in lib.files}
+    keep = {n: d for n, d in contents.files.items() if n not in drop}
     return WheelContents(contents.filename, keep, {n: m for n, m in contents.modes.items() if n in keep})
 
 
@@ -195,10 +189,10 @@ def _with_libraries(
     project: Project, base: WheelContents, libraries: Sequence[Library], package: str | None = None
 ) -> WheelContents:
     out = WheelContents(base.filename, dict(base.files), dict(base.modes))
-    folder = f"{package or project.import_package}/{project.library_dir}/"
+    folder = _folder_of(project, package or project.import_package)
     for lib in libraries:
-        for name, data in lib.files:
-            out.put(folder + name, data)
+        for name, blob in lib.files:
+            out.put(folder + name, blob)
     return out
 
 
@@ -249,7 +243,7 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     base_raw = base_cells[0][1]
     pattern = matrix.platform(platform).library_pattern
     libraries = [extract_library(project, c, w, pattern.format(name=project.library_stem(c.variant))) for c, w in read]
-    base = _strip_libraries(project, base_raw)
+    base = _strip_libraries(project, base_raw, libraries)
     tag = base.wheel_name.tag
     base.put(f"{base.dist_info}/WHEEL", _wheel_file(tag))
     cuda_libs = [lib for lib in libraries if lib.cuda_major is not None]
@@ -265,6 +259,11 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     # the extras of the split layout exist (empty) in a fat wheel too, so `kbit[cu12]` installs
     # whichever layout a release has
     fat_extras = [("Provides-Extra", split_names(matrix, m)[2]) for m in majors]
+    runtime = {m: runtime_requirements(matrix, [lib for lib in cuda_libs if lib.cuda_major == m]) for m in majors}
+    needing = [m for m in majors if runtime[m]]
+    for m in needing:  # NVIDIA's runtime wheels for the CUDA components the libraries link
+        marker = "" if len(needing) == 1 else f'; extra == "{split_names(matrix, m)[2]}"'
+        fat_extras += [("Requires-Dist", req + marker) for req in runtime[m]]
     fat_contents.put(metadata_name, _set_headers(fat_contents.text(metadata_name), fat_extras).encode())
     fat = make(fat_contents, project.name, libraries)
     strategy = matrix.packaging.split
@@ -301,6 +300,7 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
         if requires_python:
             headers.append(("Requires-Python", str(requires_python)))
         headers.append(("Requires-Dist", f"{project.name}=={version}"))
+        headers += [("Requires-Dist", req) for req in runtime[major]]
         piece = WheelContents(f"{escape_name(dist)}-{version}-{tag}.whl", {}, {})
         piece.put(
             f"{package}/__init__.py",
@@ -327,6 +327,46 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     return Assembly(platform, "split", reason, (main, *pieces))
 
 
+def _components(lib: Library) -> list[str]:
+    flags = lib.manifest.get("flags")
+    names = flags.get("components", []) if isinstance(flags, dict) else []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def runtime_requirements(matrix: Matrix, libraries: Sequence[Library]) -> list[str]:
+    """Requirements on NVIDIA's runtime wheels for the CUDA components ``libraries`` link
+    (``nvidia-cublas==13.*``): any release of the CUDA major serves a library built with one of
+    its minors (minor-version compatibility). None when the matrix vendors them."""
+    if matrix.packaging.cuda_libraries != "depend":
+        return []
+    known = data.components()
+    out: set[str] = set()
+    for lib in libraries:
+        major = lib.cuda_major
+        for name in _components(lib):
+            wheel = known[name].runtime_wheel(major) if name in known and major is not None else None
+            if wheel is not None:
+                out.add(f"{wheel}=={major}.*")
+    return sorted(out)
+
+
+def never_vendor(matrix: Matrix, platform: str, libraries: Sequence[Library]) -> list[str]:
+    """Library globs the repair must not vendor: the CUDA components declared as dependencies."""
+    if matrix.packaging.cuda_libraries != "depend":
+        return []
+    known = data.components()
+    pattern = matrix.platform(platform).library_pattern
+    return sorted(
+        {
+            pattern.format(name=so) + "*"
+            for lib in libraries
+            for n in _components(lib)
+            if n in known
+            for so in known[n].libraries
+        }
+    )
+
+
 def group_cells(cells: Sequence[CellWheel]) -> dict[str, list[CellWheel]]:
     by_platform: dict[str, list[CellWheel]] = {}
     for c in cells:
@@ -334,16 +374,9 @@ def group_cells(cells: Sequence[CellWheel]) -> dict[str, list[CellWheel]]:
     return dict(sorted(by_platform.items()))
 
 
-def library_names(wheel: WheelContents, project: Project, package: str | None = None) -> tuple[str, ...]:
-    """The native libraries (not manifests) inside a wheel's library folder."""
-    prefix = f"{package or project.import_package}/{project.library_dir}/"
-    return tuple(
-        sorted(
-            n[len(prefix) :]
-            for n in wheel.files
-            if n.startswith(prefix) and "/" not in n[len(prefix) :] and not n.endswith(".json")
-        )
-    )
+def library_names(libraries: Sequence[Library]) -> tuple[str, ...]:
+    """The native libraries (not manifests) of a wheel."""
+    return tuple(sorted(lib.filename for lib in libraries))
 
 
 def describe(wheel: WheelName) -> str:
@@ -396,6 +429,7 @@ def assemble_all(
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "assembled").mkdir(parents=True)
+    (staging / "repaired").mkdir(parents=True)
     finals: list[FinalWheel] = []
     limit = matrix.packaging.max_file_size
     try:
@@ -404,16 +438,12 @@ def assemble_all(
             assembly = assemble_platform(matrix, platform, group)
             for wheel in assembly.wheels:
                 raw = write_wheel(wheel.contents, staging / "assembled")
+                keep_out = [*exclude, *never_vendor(matrix, platform, wheel.libraries)]
                 if repair:
-                    done = repair_mod.repair(raw, spec, staging / "repaired", exclude=exclude, timeout=timeout)
+                    done = platform_of(spec).repair(raw, spec, staging / "repaired", exclude=keep_out, timeout=timeout)
                 else:
                     done = repair_mod.repair(raw, _no_repair(spec), staging / "repaired", timeout=timeout)
                 size = done.path.stat().st_size
-                package = (
-                    None
-                    if wheel.distribution == matrix.project.name
-                    else split_names(matrix, wheel.libraries[0].cuda_major or 0)[1]
-                )
                 if size > limit:
                     raise WheelTooLarge(
                         done.path.name + " (after repair)",
@@ -436,7 +466,7 @@ def assemble_all(
                         repair_tool=done.tool,
                         vendored=done.vendored,
                         excluded=done.excluded,
-                        libraries=library_names(wheel.contents, matrix.project, package),
+                        libraries=library_names(wheel.libraries),
                         manifests=tuple(lib.manifest for lib in wheel.libraries),
                         sha256=hashlib.sha256(data).hexdigest(),
                         cells=tuple(

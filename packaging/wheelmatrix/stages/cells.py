@@ -1,23 +1,30 @@
 """Stage: cell builds. Each buildable cell of the plan becomes one cell wheel.
 
 A cell is built by the project's own build backend (scikit-build-core) through
-``python -m build --wheel``, with the cell's toolchain, SASS/PTX lists and link choices passed as
-config settings (``-C cmake.define.NAME=VALUE``). Every cell
+``python -m build --wheel``. The cell's :class:`~wheelmatrix.plan.BuildSpec` (made by the plan)
+says everything: the project's CMake defines (backend, archs, extras, from ``[build]`` of
+matrix.toml), the library the build must produce, the glibc floor and the cross target. The
+toolkit writes a CMake toolchain file per cell (:mod:`wheelmatrix.platforms`: compilers, the
+linker that meets the glibc floor, the cross target, nvcc and its host compiler) and passes it
+with the defines as config settings (``-C cmake.define.NAME=VALUE``). Every cell
 
-* runs with a timeout that kills the build and every child (``wheelmatrix._proc.run`` runs it in
-  its own process group), with its own log file;
-* returns a :class:`CellResult`: built, cached, failed (with the log's tail) or skipped (with the
-  plan's reason). A failed cell never loses the others' results;
-* has a content-addressed cache key (:func:`cache_key`): the project's build inputs (kernel
-  sources, CMake files, pyproject, Python package), the config settings, the toolchain identity,
-  the host compiler, ``SOURCE_DATE_EPOCH`` and wheelmatrix's own version. An unchanged cell is
-  served from the cache.
+* runs with a timeout that kills the build and every child, with its own log file;
+* is checked when it ends (:mod:`wheelmatrix.stages.finish`): the wheel must hold the library the
+  spec names, with the backend and archs asked for, read from the binary; the toolkit writes the
+  library's manifest from that reading (a manifest the project wrote is compared with it);
+* returns a :class:`CellResult`: built, cached, failed (with the reason and the log's tail) or
+  skipped (with the plan's reason). A failed cell never loses the others' results;
+* has a content-addressed cache key (:func:`cache_key`): every file of the project that git
+  tracks (or would: untracked files not ignored), ``[project] include`` added and ``exclude``
+  removed; the spec; the toolchain identity; the host compilers; ``SOURCE_DATE_EPOCH``; and the
+  toolkit's own code. An unchanged cell is served from the cache.
 
 The results are written to ``<work>/cells.json`` (:data:`RESULTS_FILE`), the hand-off to assemble.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -26,28 +33,28 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from wheelmatrix import __version__, _proc
-from wheelmatrix.stages.repair import glibc_of
-from wheelmatrix.wheelfile import source_date_epoch
 from wheelmatrix.errors import BuildError, CommandFailed, WheelmatrixError
-from wheelmatrix.model import CudaSpec, Matrix
-from wheelmatrix.plan import Cell
+from wheelmatrix.model import CudaSpec, Project
+from wheelmatrix.plan import BuildSpec
+from wheelmatrix.platforms import platform_of
+from wheelmatrix.stages import finish
+from wheelmatrix.wheelfile import source_date_epoch
 
 Status = Literal["built", "cached", "failed", "skipped"]
 RESULTS_FILE = "cells.json"
 RESULTS_SCHEMA = 1
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DEFAULT_TIMEOUT = 3600.0
-# What of the project's tree goes into a cell's cache key (files, or folders taken whole).
-KEY_INPUTS = ("pyproject.toml", "CMakeLists.txt", "csrc", "cmake", "src")
-_IGNORED_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
-MINGW_TOOLCHAIN_FILE = "cmake/mingw-w64-x86_64.cmake"
+# never part of a project's inputs, git or not
+_IGNORED_PARTS = {".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".nox", ".venv", ".tox"}
+_IGNORED_TOP = {"build", "dist"}
 
 
 class Toolchain(Protocol):
@@ -84,6 +91,7 @@ class CellResult:
     tail: str = ""  # the log's last lines when it failed
     settings: tuple[str, ...] = ()
     toolchain: str | None = None  # identity of the CUDA toolchain
+    library: str | None = None  # the library file inside the wheel (its library folder)
 
     @property
     def ok(self) -> bool:
@@ -125,127 +133,146 @@ def _define(name: str, value: str) -> str:
     return f"cmake.define.{name}={value}"
 
 
-def cell_settings(matrix: Matrix, cell: Cell, toolchain: Toolchain | None) -> tuple[str, ...]:
-    """The scikit-build-core config settings of ``cell`` (without the build folder)."""
-    project = matrix.project
-    platform = matrix.platform(cell.platform)
-    settings: list[str] = [_define("KBIT_BACKEND", "cpu" if cell.cuda is None else "cuda")]
-    if cell.cuda is not None:
-        spec = matrix.cuda_spec(cell.cuda)
-        settings += [
-            _define("KBIT_CUDA_SASS", ";".join(str(a) for a in cell.sass)),
-            _define("KBIT_CUDA_PTX", ";".join(str(a) for a in cell.ptx)),
-            _define("KBIT_CUDA_RUNTIME", "static"),
-            _define("KBIT_CUDA_COMPRESS_FLAGS", ";".join(spec.facts.compress)),
+def toolchain_file(spec: BuildSpec, folder: Path, toolchain: Toolchain | None) -> Path:
+    """Write the cell's CMake toolchain file (and the wrapper scripts it names) into ``folder``."""
+    lines = [
+        f"# Generated by wheelmatrix {__version__} for the cell {spec.cell_id}; rewritten by every build.",
+        *platform_of(spec.platform).toolchain_file(spec, folder / "tools"),
+    ]
+    if spec.cuda is not None:
+        flags = " ".join(spec.cuda.facts.compress)
+        lines += [
+            f"# CUDA {spec.cuda.version}: fatbins compressed without raising the driver floor",
+            f'set(CMAKE_CUDA_FLAGS_INIT "{flags}")',
         ]
     if toolchain is not None:
         for arg in toolchain.cmake_args:
             if not arg.startswith("-D") or "=" not in arg:
                 raise BuildError(f"toolchain CMake argument {arg!r} is not -DNAME=VALUE")
             name, _, value = arg[2:].partition("=")
-            settings.append(_define(name.split(":", 1)[0], value))
-    glibc = glibc_of(platform.policy)
-    host = host_glibc()
-    if platform.os == "linux" and _host_os() == "linux" and glibc is not None and host is not None and glibc < host:
-        # the policy's glibc is older than this host's: link the final library with zig against
-        # that glibc (docs/build.md, "glibc floor")
-        settings += [_define("KBIT_LINK_GLIBC", f"{glibc[0]}.{glibc[1]}"), _define("KBIT_ZIG", zig_command())]
-    if platform.os == "windows" and _host_os() != "windows":
-        settings.append(_define("CMAKE_TOOLCHAIN_FILE", str((project.source / MINGW_TOOLCHAIN_FILE).resolve())))
-    return tuple(settings)
+            lines.append(f'set({name.split(":", 1)[0]} "{value}" CACHE STRING "wheelmatrix: the cell\'s toolchain")')
+    path = folder / "toolchain.cmake"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
-def host_glibc() -> tuple[int, int] | None:
-    """This host's glibc (2, 36), or None (not glibc)."""
-    try:
-        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
-    except (ValueError, OSError, AttributeError):
-        return None
-    parts = text.split()
-    if len(parts) != 2 or parts[0] != "glibc":
-        return None
-    major, _, minor = parts[1].partition(".")
-    return (int(major), int(minor.split(".")[0])) if major.isdigit() and minor[:1].isdigit() else None
+def cell_settings(spec: BuildSpec) -> tuple[str, ...]:
+    """The scikit-build-core config settings of ``spec``'s project defines."""
+    return tuple(_define(name, value) for name, value in spec.defines)
 
 
-def zig_command() -> str:
-    """The zig of wheelmatrix's environment (the ``ziglang`` package), for KBIT_ZIG."""
-    try:
-        import ziglang  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415  (optional: the build extra)
-    except ImportError as exc:
-        found = shutil.which("zig")
-        if found:
-            return found
-        raise BuildError(
-            "linking for an older glibc needs zig, and neither the ziglang package nor zig on PATH was found",
-            fix="pip install 'wheelmatrix[build]' (it brings ziglang)",
-        ) from exc
-    return str(Path(ziglang.__file__).parent / "zig")
-
-
-def _host_os() -> str:
-    return "windows" if sys.platform == "win32" else "macos" if sys.platform == "darwin" else "linux"
-
-
-def cell_env(matrix: Matrix, cell: Cell, toolchain: Toolchain | None, parallel: int) -> dict[str, str]:
+def cell_env(spec: BuildSpec, toolchain: Toolchain | None, parallel: int) -> dict[str, str]:
     env = dict(toolchain.env) if toolchain is not None else {}
     env["SOURCE_DATE_EPOCH"] = str(source_date_epoch())
     env["CMAKE_BUILD_PARALLEL_LEVEL"] = str(parallel)
-    platform = matrix.platform(cell.platform)
-    if platform.os == "windows" and _host_os() != "windows":
-        env["_PYTHON_HOST_PLATFORM"] = "win-amd64"  # the wheel tag of a cross build
+    if spec.cuda is not None:
+        # nvcc compiles the archs of one file in parallel; this cell's share of the cores. Not in
+        # the cache key: it changes how fast, not what is built.
+        env["NVCC_APPEND_FLAGS"] = (os.environ.get("NVCC_APPEND_FLAGS", "") + f" --threads={parallel}").strip()
+    env.update(platform_of(spec.platform).env(spec))
     return env
 
 
-def _source_files(root: Path) -> Iterable[Path]:
-    for name in KEY_INPUTS:
-        path = root / name
-        if path.is_file():
-            yield path
-        elif path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and not _IGNORED_PARTS.intersection(p.relative_to(root).parts) and p.suffix != ".pyc":
-                    yield p
+def _git_files(root: Path) -> list[str] | None:
+    """Files git tracks under ``root`` plus untracked ones it does not ignore; None outside git."""
+    try:
+        done = _proc.run(
+            ["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            timeout=120,
+            check=False,
+        )
+    except WheelmatrixError:
+        return None
+    if done.returncode != 0:
+        return None
+    return [n for n in done.output.split("\0") if n]
 
 
-def source_digest(root: Path) -> str:
-    """sha256 over the project's build inputs (relative path and bytes of each)."""
+def _walk_files(root: Path) -> list[str]:
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if not p.is_file() or _IGNORED_PARTS.intersection(rel.parts) or rel.parts[0] in _IGNORED_TOP:
+            continue
+        out.append(rel.as_posix())
+    return out
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, p.rstrip("/") + "/*") for p in patterns)
+
+
+def project_files(project: Project) -> list[Path]:
+    """The project's inputs: what git tracks (or would), ``include`` added, ``exclude`` removed."""
+    root = project.source
+    names = _git_files(root)
+    if names is None:
+        names = _walk_files(root)
+    chosen = {n for n in names if not _IGNORED_PARTS.intersection(n.split("/")) and not n.endswith(".pyc")}
+    if project.include:
+        chosen.update(n for n in _walk_files(root) if _matches(n, project.include))
+    chosen = {n for n in chosen if not _matches(n, project.exclude)}
+    return [root / n for n in sorted(chosen) if (root / n).is_file()]
+
+
+def source_digest(project: Project) -> str:
+    """sha256 over the project's inputs (relative path and bytes of each)."""
     h = hashlib.sha256()
-    for path in _source_files(root):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+    for path in project_files(project):
+        h.update(path.relative_to(project.source).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-_compiler_ids: dict[str, str] = {}
-_compiler_lock = threading.Lock()
+_toolkit_digest: str | None = None
 
 
-def compiler_identity(platform_os: str) -> str:
-    """The host compiler's version line (it compiles the C++ parts of every cell)."""
-    program = "x86_64-w64-mingw32-g++" if platform_os == "windows" and _host_os() != "windows" else "c++"
-    with _compiler_lock:
-        if program not in _compiler_ids:
-            try:
-                out = _proc.run([program, "--version"], timeout=60).output
-                _compiler_ids[program] = out.splitlines()[0] if out else program
-            except WheelmatrixError:
-                _compiler_ids[program] = f"{program}: not found"
-        return _compiler_ids[program]
+def toolkit_digest() -> str:
+    """sha256 over the toolkit's own code and data: a changed toolkit rebuilds every cell."""
+    global _toolkit_digest  # noqa: PLW0603  (computed once per process)
+    if _toolkit_digest is None:
+        root = Path(__file__).resolve().parents[1]
+        h = hashlib.sha256(__version__.encode())
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".toml", ".json") and "__pycache__" not in path.parts:
+                h.update(
+                    path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
+                )
+        _toolkit_digest = h.hexdigest()
+    return _toolkit_digest
 
 
-def cache_key(matrix: Matrix, cell: Cell, settings: Sequence[str], toolchain: Toolchain | None, sources: str) -> str:
+_identities: dict[str, str] = {}
+_identity_lock = threading.Lock()
+
+
+def host_identity(spec: BuildSpec) -> str:
+    """The compilers and linkers of this host that shape the cell (cached per process)."""
+    key = f"{spec.platform.name}:{spec.link_glibc}:{spec.cross}"
+    with _identity_lock:
+        if key not in _identities:
+            _identities[key] = platform_of(spec.platform).identity(spec)
+        return _identities[key]
+
+
+def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | None, sources: str) -> str:
     """The content address of a cell's wheel: everything that can change its bytes."""
-    platform = matrix.platform(cell.platform)
+    cuda = spec.cuda
     doc = {
         "format": CACHE_FORMAT,
-        "wheelmatrix": __version__,
-        "cell": cell.id,
-        "sass": list(cell.sass),
-        "ptx": list(cell.ptx),
+        "wheelmatrix": toolkit_digest(),
+        "cell": spec.cell_id,
+        "library": spec.library,
+        "policy": spec.platform.policy,
+        "link_glibc": list(spec.link_glibc) if spec.link_glibc else None,
+        "cross": spec.cross,
+        "cuda": None
+        if cuda is None
+        else {"sass": list(cuda.sass), "ptx": list(cuda.ptx), "components": list(cuda.component_names)},
+        "cuda_libraries": spec.cuda_libraries,
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
-        "compiler": compiler_identity(platform.os),
+        "compiler": host_identity(spec),
         "sources": sources,
         "source_date_epoch": source_date_epoch(),
         "cudaflags": os.environ.get("CUDAFLAGS", "").strip(),  # added to every CUDA compile
@@ -290,47 +317,54 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def skipped(cell: Cell) -> CellResult:
-    return CellResult(cell.id, cell.platform, cell.variant, "skipped", cell.reason)
+def _platform_name(spec: BuildSpec) -> str:
+    return spec.platform.name
+
+
+def skipped(spec: BuildSpec) -> CellResult:
+    return CellResult(spec.cell_id, _platform_name(spec), spec.variant, "skipped", spec.reason)
 
 
 def build_cell(
-    matrix: Matrix, cell: Cell, options: BuildOptions, provide: Provider | None, *, parallel: int, sources: str
+    spec: BuildSpec, options: BuildOptions, provide: Provider | None, *, parallel: int, sources: str
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
-    folder = options.work.resolve() / "cells" / cell.id  # absolute: the build runs in the source tree
+    folder = options.work.resolve() / "cells" / spec.cell_id  # absolute: the build runs in the source tree
     log = folder / "build.log"
-    base = CellResult(cell.id, cell.platform, cell.variant, "failed", "", log=str(log))
+    base = CellResult(spec.cell_id, _platform_name(spec), spec.variant, "failed", "", log=str(log))
 
     def failed(reason: str, tail: str = "", **more: Any) -> CellResult:
         return _replace(base, reason=reason, tail=tail, duration=time.monotonic() - start, **more)
 
-    if not cell.buildable:
-        return skipped(cell)
+    if not spec.buildable:
+        return skipped(spec)
     folder.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     toolchain: Toolchain | None = None
     t0 = time.monotonic()
-    if cell.cuda is not None:
+    if spec.cuda is not None:
         if provide is None:
             return failed("no toolchain provider was given for a CUDA cell")
         try:
-            toolchain = provide(matrix.cuda_spec(cell.cuda))
+            toolchain = provide(spec.cuda)
         except WheelmatrixError as exc:
             with log.open("a") as fh:
                 fh.write(exc.render() + "\n")
-            return failed(f"toolchain for CUDA {cell.cuda} not provided: {exc.message.splitlines()[0]}", exc.render())
+            return failed(
+                f"toolchain for CUDA {spec.cuda.version} not provided: {exc.message.splitlines()[0]}", exc.render()
+            )
     toolchain_seconds = time.monotonic() - t0
     try:
-        settings = cell_settings(matrix, cell, toolchain) + options.extra_settings
+        settings = cell_settings(spec) + options.extra_settings
+        key = cache_key(spec, settings, toolchain, sources)
     except WheelmatrixError as exc:
         return failed(exc.message)
-    key = cache_key(matrix, cell, settings, toolchain, sources)
     common: dict[str, Any] = {
         "cache_key": key,
         "settings": settings,
         "toolchain": toolchain.identity if toolchain else None,
+        "toolchain_seconds": toolchain_seconds,
     }
     hit = _from_cache(options.cache, key, folder / "wheel")
     if hit is not None:
@@ -341,37 +375,34 @@ def build_cell(
             status="cached",
             reason=f"unchanged inputs (cache key {key[:12]})",
             duration=time.monotonic() - start,
-            toolchain_seconds=toolchain_seconds,
             wheel=str(hit),
             wheel_size=hit.stat().st_size,
             wheel_sha256=_sha256(hit),
+            library=spec.library,
             **common,
         )
     out = folder / "wheel"
     shutil.rmtree(out, ignore_errors=True)
-    env = {**cell_env(matrix, cell, toolchain, parallel), **options.env}
+    try:
+        chain = toolchain_file(spec, folder, toolchain)
+    except WheelmatrixError as exc:
+        return failed(exc.message, **common)
+    env = {**cell_env(spec, toolchain, parallel), **options.env}
     argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
     if not options.isolation:
         argv.append("--no-isolation")
     argv += [f"-C{s}" for s in settings]
-    if cell.cuda is not None:
-        # nvcc compiles the archs of one file in parallel; this cell's share of the cores. Not
-        # in the cache key: it changes how fast, not what is built.
-        # (CMAKE_CUDA_FLAGS given here would hide $CUDAFLAGS: keep what it says)
-        base_flags = (env.get("CUDAFLAGS") or os.environ.get("CUDAFLAGS") or "").strip()
-        argv.append(f"-C{_define('CMAKE_CUDA_FLAGS', f'{base_flags} --threads={parallel}'.strip())}")
-    argv += [f"-Cbuild-dir={folder / 'cmake'}", str(matrix.project.source)]
+    argv += [f"-C{_define('CMAKE_TOOLCHAIN_FILE', str(chain))}"]
+    argv += [f"-Cbuild-dir={folder / 'cmake'}", str(spec.project.source)]
     t1 = time.monotonic()
     try:
-        _proc.run(argv, cwd=matrix.project.source, extra_env=env, timeout=options.timeout, log_file=log)
+        _proc.run(argv, cwd=spec.project.source, extra_env=env, timeout=options.timeout, log_file=log)
     except CommandFailed as exc:
         if exc.timed_out:
             reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
         else:
             reason = f"the build exited with code {exc.returncode}"
-        return failed(
-            reason, exc.tail, build_seconds=time.monotonic() - t1, toolchain_seconds=toolchain_seconds, **common
-        )
+        return failed(reason, exc.tail, build_seconds=time.monotonic() - t1, **common)
     except WheelmatrixError as exc:
         return failed(exc.message, build_seconds=time.monotonic() - t1, **common)
     build_seconds = time.monotonic() - t1
@@ -380,18 +411,21 @@ def build_cell(
         return failed(
             f"the build wrote {len(wheels)} wheels to {out}, expected 1", build_seconds=build_seconds, **common
         )
-    wheel = wheels[0]
-    _to_cache(options.cache, key, wheel, {"cell": cell.id, **common, "settings": list(settings)})
+    try:
+        wheel = finish.finish_cell(spec, wheels[0], log, toolchain_identity=common["toolchain"])
+    except WheelmatrixError as exc:
+        return failed(exc.message, exc.fix or "", build_seconds=build_seconds, **common)
+    _to_cache(options.cache, key, wheel, {"cell": spec.cell_id, **common, "settings": list(settings)})
     return _replace(
         base,
         status="built",
         reason="built",
         duration=time.monotonic() - start,
         build_seconds=build_seconds,
-        toolchain_seconds=toolchain_seconds,
         wheel=str(wheel),
         wheel_size=wheel.stat().st_size,
         wheel_sha256=_sha256(wheel),
+        library=spec.library,
         **common,
     )
 
@@ -400,32 +434,33 @@ def _replace(result: CellResult, **changes: object) -> CellResult:
     return replace(result, **changes)  # type: ignore[arg-type]
 
 
-def build_cells(
-    matrix: Matrix, cells: Sequence[Cell], options: BuildOptions, provide: Provider | None = None
-) -> list[CellResult]:
-    """Build ``cells`` (unbuildable ones are skipped with the plan's reason), ``options.jobs`` at once.
+def build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Provider | None = None) -> list[CellResult]:
+    """Build ``specs`` (unbuildable ones are skipped with the plan's reason), ``options.jobs`` at once.
 
-    Results come back in the order of ``cells`` and are written to ``<work>/cells.json``.
+    Results come back in the order of ``specs`` and are written to ``<work>/cells.json``.
     """
     jobs = max(1, options.jobs)
     cores = os.cpu_count() or 1
     parallel = max(1, cores // jobs)
-    sources = source_digest(matrix.project.source)
+    digests: dict[Path, str] = {}
+    for spec in specs:
+        if spec.buildable and spec.project.source not in digests:
+            digests[spec.project.source] = source_digest(spec.project)
     options.work.mkdir(parents=True, exist_ok=True)
     events = options.on_event
 
-    def one(cell: Cell) -> CellResult:
-        if events is not None and cell.buildable:
-            events(cell.id, None, "building")
-        result = build_cell(matrix, cell, options, provide, parallel=parallel, sources=sources)
+    def one(spec: BuildSpec) -> CellResult:
+        if events is not None and spec.buildable:
+            events(spec.cell_id, None, "building")
+        result = build_cell(spec, options, provide, parallel=parallel, sources=digests.get(spec.project.source, ""))
         if events is not None:
-            events(cell.id, result, result.status)
+            events(spec.cell_id, result, result.status)
         return result
 
     start = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
     try:
-        results = list(pool.map(one, cells))
+        results = list(pool.map(one, specs))
     except BaseException:
         # interrupted (Ctrl-C): start no further cell and kill the running builds with all their
         # children (each runs in its own session, which the terminal's SIGINT does not reach)

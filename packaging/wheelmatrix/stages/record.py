@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from wheelmatrix import __version__
+from wheelmatrix.model import Matrix
 from wheelmatrix.stages.assemble import FinalWheel
 from wheelmatrix.stages.cells import CellResult
 from wheelmatrix.wheelfile import source_date_epoch
-from wheelmatrix.model import Matrix
 
 RECORD_FILE = "build-record.json"
 RECORD_VERSION = 1

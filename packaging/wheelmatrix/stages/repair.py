@@ -28,9 +28,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from wheelmatrix import _proc
-from wheelmatrix.wheelfile import WheelName, normalize_wheel, read_wheel
 from wheelmatrix.errors import CommandFailed, EnvironmentProblem, PackageError
 from wheelmatrix.model import PlatformSpec
+from wheelmatrix.wheelfile import WheelName, normalize_wheel, read_wheel
 
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)(?:_\w+)?$")
 _OBJDUMP_SYM = re.compile(

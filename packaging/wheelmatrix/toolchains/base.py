@@ -26,10 +26,11 @@ class InstalledToolchain:
     nvcc: Path
     host_cxx: Path | None  # a private host compiler (g++-11 for 11.8), None = the system's
     nvcc_version: str  # full version nvcc reports, e.g. "13.0.88"
-    identity: str  # sha256 over source, version, and the exact bytes it was made from
+    identity: str  # sha256 over source, version, components, and the exact bytes it was made from
     size: int  # bytes on disk
     verified: bool
     env_items: tuple[tuple[str, str], ...] = ()
+    components: tuple[str, ...] = ()  # CUDA components (cublas, ...) it provides, verified by linking
 
     @property
     def env(self) -> dict[str, str]:
@@ -54,6 +55,7 @@ class InstalledToolchain:
             "identity": self.identity,
             "size": self.size,
             "verified": self.verified,
+            "components": list(self.components),
             "cmake_args": list(self.cmake_args),
             "env": self.env,
         }
@@ -69,7 +71,7 @@ class LockedFile:
     url: str  # absolute, or relative to the Debian mirror ("pool/...")
     sha256: str
     size: int
-    role: str = "cuda"  # "cuda", or "host-gcc" for a private host compiler
+    role: str = "cuda"  # "cuda", "component" (a CUDA component's), or "host-gcc" (a private host compiler)
 
     def to_json(self) -> dict[str, object]:
         return {

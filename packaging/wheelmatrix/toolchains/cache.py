@@ -7,6 +7,8 @@ Layout under ``$WHEELMATRIX_CACHE_DIR`` (default: the platformdirs user cache di
     entries/<source>-<version>-<id>/   installed, verified toolchains; toolchain.json inside
     staging/<source>-<version>.<pid>.<random>/   an install in progress (never used)
     locks/<source>-<version>.lock      held while a toolchain is installed or verified
+    projects/<sha256 of matrix path>.json   the projects this cache serves (toolchains/registry.py)
+    locks/project-<sha256[:16]>.lock   held while a project's record is written or dropped
 """
 
 from __future__ import annotations
@@ -111,6 +113,26 @@ class Cache:
         except Timeout as exc:
             raise ToolchainError(
                 f"another wheelmatrix process has held the lock of CUDA {version} ({source}) for an hour",
+                fix=f"stop it, or remove {lock.lock_file} if no such process runs",
+            ) from exc
+
+    @property
+    def projects(self) -> Path:
+        """The registry of the projects this cache serves (see :mod:`wheelmatrix.toolchains.registry`)."""
+        return self.root / "projects"
+
+    @contextmanager
+    def locked_named(self, name: str, what: str, timeout: float = 60.0) -> Iterator[None]:
+        """Hold ``locks/<name>.lock`` (``what`` names it in the error when it is held too long)."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{name}.lock"), timeout=timeout)
+        try:
+            with lock:
+                yield
+        except Timeout as exc:
+            raise ToolchainError(
+                f"another wheelmatrix process has held the lock of {what} for {timeout:.0f} s",
                 fix=f"stop it, or remove {lock.lock_file} if no such process runs",
             ) from exc
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from wheelmatrix.errors import ToolchainError
 from wheelmatrix.model import CudaSpec, SourceKind
-from wheelmatrix.toolchains import data
+from wheelmatrix.toolchains import components, data
 from wheelmatrix.toolchains.base import Assembled, LockedFile, LockEntry
 from wheelmatrix.toolchains.debarchive import KeepRule, SuiteIndex, unpack_deb
 from wheelmatrix.toolchains.progress import Reporter
@@ -63,6 +63,15 @@ def _rules(key: str) -> tuple[KeepRule, ...]:
     return tuple(KeepRule(r["from"], r["to"], tuple(r["files"])) for r in data.table()["debian"][key])
 
 
+LIB_FROM, LIB_TO = "usr/lib/x86_64-linux-gnu/", "lib64/"
+
+
+def _component_rule(spec: CudaSpec) -> KeepRule | None:
+    """The keep rule the requested components add: their shared libraries and .so links."""
+    names = components.needed_libraries(spec)
+    return KeepRule(LIB_FROM, LIB_TO, tuple(f"lib{n}.so*" for n in names)) if names else None
+
+
 class DebianSource:
     kind: SourceKind = "debian"
 
@@ -75,27 +84,45 @@ class DebianSource:
         return versions.get(str(spec.version))
 
     def unavailable(self, spec: CudaSpec) -> str | None:
-        if self._config(spec) is None:
+        cfg = self._config(spec)
+        if cfg is None:
             known = ", ".join(data.table()["debian"]["versions"])
             return f"wheelmatrix knows Debian's CUDA packages for {known} only (data/toolchains.toml)"
         if not spec.toolchain.suite:
             return "the matrix names no Debian suite for it (toolchain suite = ...)"
+        for c in spec.components:
+            if c.name not in cfg.get("components", {}):
+                return f"wheelmatrix knows no Debian package of the component {c.name} for CUDA {spec.version}"
         return None
 
     def recipe(self, spec: CudaSpec) -> Mapping[str, object]:
         cfg = self._config(spec) or {}
         gcc = cfg.get("host-gcc")
-        return {
+        out: dict[str, object] = {
             "keep": data.table()["debian"]["keep"],
             "keep-gcc": data.table()["debian"]["keep-gcc"] if gcc else None,
             "host-gcc": data.table()["debian"]["host-gcc"].get(gcc) if gcc else None,
             "profile": NVCC_PROFILE,
             "launcher": LAUNCHER + PLAIN + CCBIN,
         }
+        rule = _component_rule(spec)
+        if rule is not None:  # a toolchain without components keeps its cache key
+            out["components"] = components.recipe(spec)
+            out["component-packages"] = list(self.component_packages(spec))
+            out["keep-components"] = {"from": rule.src, "to": rule.dst, "files": list(rule.files)}
+        return out
+
+    def component_packages(self, spec: CudaSpec) -> tuple[str, ...]:
+        """The non-free packages the requested components add, in order, none twice."""
+        cfg = self._config(spec) or {}
+        table: dict[str, list[str]] = cfg.get("components", {})
+        base = {n for group in cfg.get("packages", {}).values() for n in group}
+        return tuple(dict.fromkeys(n for c in spec.components for n in table.get(c.name, []) if n not in base))
 
     def package_names(self, spec: CudaSpec) -> frozenset[str]:
         cfg = self._config(spec) or {}
         names = {n for group in cfg.get("packages", {}).values() for n in group}
+        names |= set(self.component_packages(spec))
         gcc = cfg.get("host-gcc")
         if gcc:
             names |= {n for group in data.table()["debian"]["host-gcc"][gcc]["packages"].values() for n in group}
@@ -140,6 +167,8 @@ class DebianSource:
                     )
 
         take(suite, cfg["packages"], "cuda")
+        if spec.components:
+            take(suite, {"non-free": list(self.component_packages(spec))}, "component")
         toolkit = next(f for f in files if f.name == cfg["toolkit"])
         if not toolkit.version.startswith(f"{spec.version}."):
             raise ToolchainError(
@@ -165,6 +194,9 @@ class DebianSource:
         cfg = self._config(spec) or {}
         root = staging / "cuda"
         cuda_rules = _rules("keep")
+        rule = _component_rule(spec)
+        if rule is not None:
+            cuda_rules = (*cuda_rules, rule)
         gcc_rules = _rules("keep-gcc")
         with self.reporter.task(f"unpacking CUDA {spec.version}", len(files), unit="packages") as task:
             for locked, path in files:
@@ -200,6 +232,11 @@ class DebianSource:
             if versioned:
                 (lib / "libcudart.so").unlink(missing_ok=True)
                 (lib / "libcudart.so").symlink_to(versioned[0])
+        if spec.components:
+            names = components.needed_libraries(spec)
+            components.drop_dangling(lib, names)
+            components.link_unversioned(lib, names)
+            components.check_assembled(spec, root, f"the Debian packages of CUDA {spec.version}")
         env = {"NVCC_CCBIN": "{entry}/" + host_cxx} if host_cxx else {}
         return Assembled(root="cuda", nvcc="bin/nvcc", host_cxx=host_cxx, env=env)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from wheelmatrix.errors import ToolchainError
 from wheelmatrix.host import system_cuda_root
 from wheelmatrix.model import CudaSpec, Matrix, SourceKind
+from wheelmatrix.toolchains import components
 from wheelmatrix.toolchains.base import InstalledToolchain, LockedFile, LockEntry, Source, identity_of
 from wheelmatrix.toolchains.cache import META_SCHEMA, Cache, EntryRecord, tree_size, write_meta
 from wheelmatrix.toolchains.debian import DebianSource, mirror
@@ -27,7 +28,7 @@ from wheelmatrix.toolchains.lockfile import read_lock, write_lock
 from wheelmatrix.toolchains.progress import Reporter, human_size
 from wheelmatrix.toolchains.pypi import PypiSource
 from wheelmatrix.toolchains.system import SystemSource
-from wheelmatrix.toolchains.verify import Verification, probe_archs, verify
+from wheelmatrix.toolchains.verify import Verification, covers, verify
 
 
 def get_source(kind: SourceKind, reporter: Reporter | None = None) -> Source:
@@ -74,9 +75,13 @@ def stale_reason(entry: LockEntry, spec: CudaSpec) -> str | None:
     have = {f.name for f in entry.files}
     problems = []
     if wanted - have:
-        problems.append("it lacks " + ", ".join(sorted(wanted - have)))
+        asked = f" (the matrix asks for the components {', '.join(spec.component_names)})" if spec.components else ""
+        problems.append("it lacks " + ", ".join(sorted(wanted - have)) + asked)
     if have - wanted:
-        problems.append("it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists")
+        problems.append(
+            "it pins " + ", ".join(sorted(have - wanted)) + " that data/toolchains.toml no longer lists"
+            " (or for a component the matrix no longer asks for)"
+        )
     return "; ".join(problems) or None
 
 
@@ -109,8 +114,7 @@ def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: R
 def _verified_for(record: EntryRecord, spec: CudaSpec) -> bool:
     if record.failed:
         return False
-    sass, ptx = probe_archs(spec)
-    return any(v.get("sass") == list(sass) and v.get("ptx") == list(ptx) for v in record.verifications)
+    return any(covers(v, spec) for v in record.verifications)
 
 
 def _installed(record: EntryRecord, spec: CudaSpec) -> InstalledToolchain:
@@ -131,6 +135,7 @@ def _installed(record: EntryRecord, spec: CudaSpec) -> InstalledToolchain:
         size=_int(meta.get("size", 0)),
         verified=_verified_for(record, spec),
         env_items=tuple(sorted(env.items())),
+        components=tuple(components.names_of(meta)),
     )
 
 
@@ -240,6 +245,8 @@ def _install(
                 "files": [f.to_json() for f in entry.files],
                 "created": _now(),
             }
+            if spec.components:
+                meta["components"] = list(spec.component_names)
             with reporter.task(f"verifying CUDA {version} (probe kernel)", None):
                 result = verify(spec, staging / built.root / built.nvcc, _env_of(meta, staging))
             meta["nvcc_version"] = result.nvcc_version
@@ -262,7 +269,8 @@ def _install(
 
 
 def _archs(result: Verification) -> str:
-    return ", ".join([f"sm_{a}" for a in result.sass] + [f"compute_{a}" for a in result.ptx])
+    archs = ", ".join([f"sm_{a}" for a in result.sass] + [f"compute_{a}" for a in result.ptx])
+    return archs + (f"; linked {', '.join(result.components)}" if result.components else "")
 
 
 def _reverify(record: EntryRecord, spec: CudaSpec, reporter: Reporter) -> EntryRecord:
@@ -277,23 +285,30 @@ def _reverify(record: EntryRecord, spec: CudaSpec, reporter: Reporter) -> EntryR
         write_meta(record.path, meta)
         raise
     meta.pop("failed", None)
-    others = [
-        v for v in record.verifications if not (v.get("sass") == list(result.sass) and v.get("ptx") == list(result.ptx))
-    ]
+    others = [v for v in record.verifications if not covers(v, spec)]
     meta["verifications"] = [*others, {**result.to_json(), "at": _now()}]
     write_meta(record.path, meta)
     reporter.info(f"CUDA {spec.version} ({record.path.name}): verified ({_archs(result)})")
     return EntryRecord(record.path, meta)
 
 
+def _system_identity(spec: CudaSpec, root: Path) -> str:
+    """A system toolkit's identity: its nvcc as it is now (path, size, mtime), the version, and
+    the library files of the components the matrix asks for (none: the key it always had)."""
+    nvcc = root / "bin" / "nvcc"
+    st = nvcc.stat()
+    parts: list[object] = [str(nvcc.resolve()), st.st_size, st.st_mtime_ns, str(spec.version)]
+    if spec.components:
+        parts.append(components.system_key(spec, root))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
 def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverify: bool) -> InstalledToolchain:
     root = system_cuda_root(spec)
     assert root is not None  # unavailable() checked it
     nvcc = root / "bin" / "nvcc"
-    st = nvcc.stat()
-    sass, ptx = probe_archs(spec)
-    key = json.dumps([str(nvcc.resolve()), st.st_size, st.st_mtime_ns, str(spec.version)])
-    identity = hashlib.sha256(key.encode()).hexdigest()
+    SystemSource().check_components(spec, root)
+    identity = _system_identity(spec, root)
     records = cache.root / "system"
     record_path = records / f"{identity[:16]}.json"
     state: dict[str, object] = {}
@@ -303,7 +318,7 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
         state = {}
     verifications = state.get("verifications", [])
     assert isinstance(verifications, list)
-    done = any(v.get("sass") == list(sass) and v.get("ptx") == list(ptx) for v in verifications)
+    done = any(covers(v, spec) for v in verifications)
     if reverify or not done:
         start = time.monotonic()
         with reporter.task(f"verifying CUDA {spec.version} at {root} (probe kernel)", None):
@@ -312,7 +327,7 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
             state["size"] = tree_size(root)
         state.update({"root": str(root), "nvcc_version": result.nvcc_version, "identity": identity})
         state["verifications"] = [
-            *(v for v in verifications if not (v.get("sass") == list(sass) and v.get("ptx") == list(ptx))),
+            *(v for v in verifications if not covers(v, spec)),
             {**result.to_json(), "at": _now()},
         ]
         records.mkdir(parents=True, exist_ok=True)
@@ -334,6 +349,7 @@ def _provide_system(spec: CudaSpec, cache: Cache, reporter: Reporter, *, reverif
         size=_int(state["size"]),
         verified=True,
         env_items=(("CUDACXX", str(nvcc)), ("CUDA_HOME", str(root))),
+        components=spec.component_names,
     )
 
 
@@ -357,9 +373,12 @@ class Status:
     size: int | None
     download_size: int | None
     entry: str | None
+    components: tuple[str, ...] = ()  # CUDA components (cublas, ...) provided with it
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["components"] = list(self.components)
+        return out
 
 
 def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
@@ -379,19 +398,12 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
             nvcc_version = None
             root = system_cuda_root(spec)
             if reason is None and root is not None:
-                st = (root / "bin" / "nvcc").stat()
-                key = json.dumps(
-                    [str((root / "bin" / "nvcc").resolve()), st.st_size, st.st_mtime_ns, str(spec.version)]
-                )
-                rec = cache.root / "system" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+                rec = cache.root / "system" / f"{_system_identity(spec, root)[:16]}.json"
                 try:
                     state = json.loads(rec.read_text())
-                    sass, ptx = probe_archs(spec)
-                    record_ok = any(
-                        v.get("sass") == list(sass) and v.get("ptx") == list(ptx) for v in state["verifications"]
-                    )
+                    record_ok = any(covers(v, spec) for v in state["verifications"])
                     nvcc_version = str(state["nvcc_version"])
-                except (OSError, ValueError, KeyError):
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     pass
             out.append(
                 Status(
@@ -408,6 +420,7 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
                     None,
                     None,
                     None,
+                    spec.component_names,
                 )
             )
             continue
@@ -433,6 +446,7 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
                 size=installed.size if installed else None,
                 download_size=entry.download_size if entry else None,
                 entry=str(record.path) if record else None,
+                components=spec.component_names,
             )
         )
     for record in cache.all_entries():
@@ -453,6 +467,7 @@ def status(matrix: Matrix, *, cache: Cache | None = None) -> list[Status]:
                 _int(record.meta.get("size", 0)),
                 None,
                 str(record.path),
+                tuple(components.names_of(record.meta)),
             )
         )
     return out
@@ -502,35 +517,33 @@ def select(matrix: Matrix, versions: Iterable[str]) -> list[CudaSpec]:
 
 
 def prune(matrix: Matrix | None, *, cache: Cache | None = None, everything: bool = False) -> list[tuple[Path, int]]:
-    """Remove cache entries and downloads the matrix's lock does not reference (all with
-    ``everything``), and staging folders of dead processes. Returns what was removed."""
+    """Remove cache entries and downloads no project pins (all with ``everything``), and staging
+    folders of dead processes. The cache is shared by every project on the machine: what the
+    matrix's lock pins stays, and so does what the lock of any project recorded in the cache's
+    registry pins now (:mod:`wheelmatrix.toolchains.registry`); records of matrices that no longer
+    exist are dropped first. Returns what was removed, a :class:`~wheelmatrix.toolchains.registry.Pruned`
+    list of (path, size) whose ``kept`` and ``dropped`` say what stayed, for whom, and which records went."""
+    from wheelmatrix.toolchains import registry  # noqa: PLC0415 - the registry imports this module
+
     cache = cache or Cache()
-    keep_entries: set[Path] = set()
-    keep_downloads: set[str] = set()
-    if matrix is not None and not everything:
-        lock_entries = read_lock(lock_path_of(matrix))
-        for spec in matrix.cuda:
-            entry = lock_entries.get((str(spec.version), spec.toolchain.source))
-            if entry is None or spec.toolchain.source == "system":
-                continue
-            source = get_source(spec.toolchain.source)
-            keep_entries.add(
-                cache.entry_path(spec.toolchain.source, str(spec.version), identity_of(entry, source.recipe(spec)))
-            )
-            keep_downloads.update(f.sha256 for f in entry.files)
-    removed: list[tuple[Path, int]] = []
+    result = registry.Pruned()
+    users = registry.Users()
+    if not everything:
+        users = registry.users(cache, matrix)  # raises for an unreadable lock of the matrix itself
+        if matrix is not None:
+            registry.record(cache, matrix)
+        result.dropped.extend(users.dropped)
     for folder in cache.clean_stale_staging():
-        removed.append((folder, 0))
-    for parent, keep in ((cache.entries, keep_entries), (cache.downloads, None)):
+        result.append((folder, 0))
+    for parent, needed in ((cache.entries, users.entries), (cache.downloads, users.downloads)):
         if not parent.is_dir():
             continue
         for child in sorted(parent.iterdir()):
-            if keep is not None and child in keep:
-                continue
-            if keep is None and child.name in keep_downloads:
-                continue
             size = tree_size(child)
-            if keep is not None:  # an entry: take its lock so a running install is not cut
+            if child.name in needed:
+                result.kept.append(registry.Kept(child, size, tuple(needed[child.name])))
+                continue
+            if parent == cache.entries:  # an entry: take its lock so a running install is not cut
                 record = cache.read_entry(child)
                 if record is not None:
                     with cache.locked(record.source, record.version):
@@ -539,7 +552,7 @@ def prune(matrix: Matrix | None, *, cache: Cache | None = None, everything: bool
                     shutil.rmtree(child, ignore_errors=True)
             else:
                 shutil.rmtree(child, ignore_errors=True)
-            removed.append((child, size))
+            result.append((child, size))
     if everything and (cache.root / "system").is_dir():
         shutil.rmtree(cache.root / "system", ignore_errors=True)
-    return removed
+    return result

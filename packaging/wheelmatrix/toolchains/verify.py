@@ -1,5 +1,6 @@
 """Verification of a toolchain: the version nvcc reports, and a probe kernel compiled for the
-lowest and highest SASS arch and the PTX archs declared, linked into a shared library."""
+lowest and highest SASS arch and the PTX archs declared, linked into a shared library; then, per
+CUDA component the matrix asks for, a probe calling it linked against its libraries."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from wheelmatrix import _proc
 from wheelmatrix.errors import CommandFailed, EnvironmentProblem, ToolchainError
 from wheelmatrix.model import CudaSpec
+from wheelmatrix.toolchains import components
 from wheelmatrix.toolchains.fetch import clip
 
 STEP_TIMEOUT = 600.0
@@ -43,13 +45,16 @@ extern "C" float wm_probe_host(unsigned seed) {
 
 
 class VerificationFailed(ToolchainError):
-    def __init__(self, version: str, step: str, output: str, *, fix: str | None = None) -> None:
+    def __init__(
+        self, version: str, step: str, output: str, *, fix: str | None = None, component: str | None = None
+    ) -> None:
         tail = "\n".join("    " + line for line in clip(output, lines=30).splitlines())
         super().__init__(
             f"CUDA {version} toolchain failed verification at step '{step}':\n{tail}",
             fix=fix or "the toolchain was not used; see the compiler's message above",
         )
         self.step = step
+        self.component = component  # the CUDA component whose probe failed, if any
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,23 @@ class Verification:
     sass: tuple[int, ...]
     ptx: tuple[int, ...]
     library_size: int
+    components: tuple[str, ...] = ()  # the CUDA components whose probes linked
 
     def to_json(self) -> dict[str, object]:
-        return {"nvcc_version": self.nvcc_version, "sass": list(self.sass), "ptx": list(self.ptx)}
+        out: dict[str, object] = {"nvcc_version": self.nvcc_version, "sass": list(self.sass), "ptx": list(self.ptx)}
+        if self.components:  # records without components keep their old shape
+            out["components"] = list(self.components)
+        return out
+
+
+def covers(record: Mapping[str, object], spec: CudaSpec) -> bool:
+    """Whether a verification record was made for the archs and components ``spec`` asks for."""
+    sass, ptx = probe_archs(spec)
+    return (
+        record.get("sass") == list(sass)
+        and record.get("ptx") == list(ptx)
+        and sorted(components.names_of(record)) == sorted(spec.component_names)
+    )
 
 
 def probe_archs(spec: CudaSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -78,13 +97,19 @@ def nvcc_release(output: str) -> tuple[str, str] | None:
 def verify(spec: CudaSpec, nvcc: Path, env: Mapping[str, str]) -> Verification:
     version = str(spec.version)
 
-    def step(name: str, argv: list[str], cwd: Path | None = None) -> str:
+    def step(name: str, argv: list[str], cwd: Path | None = None, *, component: str | None = None) -> str:
+        fix = None
+        if component is not None:
+            fix = (
+                f"the toolchain's {component} (a CUDA component the matrix asks for) cannot be linked; the "
+                "toolchain was not used (see the compiler's message above)"
+            )
         try:
             return _proc.run(argv, cwd=cwd, extra_env=env, timeout=STEP_TIMEOUT).output
         except CommandFailed as exc:
-            raise VerificationFailed(version, name, exc.tail) from exc
+            raise VerificationFailed(version, name, exc.tail, fix=fix, component=component) from exc
         except EnvironmentProblem as exc:
-            raise VerificationFailed(version, name, exc.message) from exc
+            raise VerificationFailed(version, name, exc.message, fix=fix, component=component) from exc
 
     out = step("nvcc --version", [str(nvcc), "--version"])
     found = nvcc_release(out)
@@ -114,4 +139,23 @@ def verify(spec: CudaSpec, nvcc: Path, env: Mapping[str, str]) -> Verification:
             raise VerificationFailed(
                 version, "link probe into a shared library", "the library has no .nv_fatbin section"
             )
-        return Verification(found[1], sass, ptx, len(blob))
+        # each component: a probe calling it, linked with -l<library> into a shared library;
+        # --no-undefined makes a symbol the libraries lack fail the link (a plain -shared link
+        # would leave it for the loader)
+        for c in components.of(spec):
+            source = work / f"component_{c.name}.cpp"
+            source.write_text(f'#include <{c.header}>\n\nextern "C" {{\n{c.probe.strip()}\n}}\n')
+            obj, so = f"component_{c.name}.o", f"libwmprobe_{c.name}.so"
+            step(
+                f"compile probe of component {c.name} (#include <{c.header}>)",
+                [str(nvcc), "-c", source.name, "-o", obj, "-Xcompiler", "-fPIC"],
+                cwd=work,
+                component=c.name,
+            )
+            step(
+                f"link probe of component {c.name} ({' '.join(c.link_flags)})",
+                [str(nvcc), "-shared", obj, "-o", so, *c.link_flags, "-Xlinker", "--no-undefined"],
+                cwd=work,
+                component=c.name,
+            )
+        return Verification(found[1], sass, ptx, len(blob), spec.component_names)

@@ -1,0 +1,58 @@
+"""Windows cells: cross-built on Linux with ``zig cc -target x86_64-windows-gnu`` (no system
+package: zig comes from PyPI), natively elsewhere; repaired by delvewheel (which runs on Linux)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wheelmatrix.model import PlatformSpec
+from wheelmatrix.plan import BuildSpec
+from wheelmatrix.platforms import zig
+from wheelmatrix.stages.repair import Repaired, repair_windows
+
+
+def cross_lines(spec: BuildSpec, tools: Path, system: str, processor: str) -> list[str]:
+    """A CMake cross toolchain whose compilers are zig for ``spec.cross``."""
+    assert spec.cross is not None
+    z = zig.zig()
+    cc = zig.wrapper(tools, "zig-cc", [z, "cc", "-target", spec.cross])
+    cxx = zig.wrapper(tools, "zig-c++", [z, "c++", "-target", spec.cross])
+    ar = zig.wrapper(tools, "zig-ar", [z, "ar"])
+    ranlib = zig.wrapper(tools, "zig-ranlib", [z, "ranlib"])
+    return [
+        f"# cross build for {spec.cross} with zig {zig.zig_version()}",
+        f"set(CMAKE_SYSTEM_NAME {system})",
+        f"set(CMAKE_SYSTEM_PROCESSOR {processor})",
+        f'set(CMAKE_C_COMPILER "{cc}")',
+        f'set(CMAKE_CXX_COMPILER "{cxx}")',
+        f'set(CMAKE_AR "{ar}" CACHE FILEPATH "")',
+        f'set(CMAKE_RANLIB "{ranlib}" CACHE FILEPATH "")',
+        "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)",
+    ]
+
+
+class Windows:
+    os = "windows"
+
+    def toolchain_file(self, spec: BuildSpec, tools: Path) -> list[str]:
+        if spec.cross is None:
+            return ["# a native Windows build: the host's compilers"]
+        return cross_lines(spec, tools, "Windows", "AMD64")
+
+    def env(self, spec: BuildSpec) -> dict[str, str]:
+        return {"_PYTHON_HOST_PLATFORM": "win-amd64"} if spec.cross is not None else {}
+
+    def identity(self, spec: BuildSpec) -> str:
+        return f"zig {zig.zig_version()} for {spec.cross}" if spec.cross is not None else "native MSVC or mingw"
+
+    def repair(
+        self, wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str], timeout: float
+    ) -> Repaired:
+        return repair_windows(wheel, spec, out_dir, exclude=exclude, timeout=timeout)
+
+    def rpath_entry(self, relative: str) -> str | None:
+        return None  # Windows has no run path: the loader adds DLL folders itself
