@@ -24,7 +24,7 @@ from typing import Literal, NoReturn, TypeAlias
 
 from wheelmatrix.errors import PackageError
 
-Data: TypeAlias = bytes | bytearray | mmap.mmap
+BinaryData: TypeAlias = bytes | bytearray | mmap.mmap
 
 
 class BinaryError(PackageError):
@@ -53,7 +53,7 @@ class BinaryInfo:
 class _Reader:
     """Bounds-checked reads over one binary; every failure is a :class:`BinaryError`."""
 
-    def __init__(self, data: Data, name: str, fmt: str, endian: str = "<") -> None:
+    def __init__(self, data: BinaryData, name: str, fmt: str, endian: str = "<") -> None:
         self.data, self.name, self.fmt, self.endian = data, name, fmt, endian
 
     def fail(self, problem: str) -> NoReturn:
@@ -92,7 +92,7 @@ _DT_VERNEED, _DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
 _GLIBC = re.compile(r"GLIBC_(\d+)\.(\d+)(?:\.\d+)*")
 
 
-def _elf(data: Data, name: str) -> BinaryInfo:
+def _elf(data: BinaryData, name: str) -> BinaryInfo:
     if len(data) < 16 or data[4] not in (1, 2) or data[5] not in (1, 2):
         _Reader(data, name, "ELF").fail("the identification bytes name no known class (32/64-bit) or byte order")
     wide = data[4] == 2
@@ -173,7 +173,7 @@ def _elf(data: Data, name: str) -> BinaryInfo:
 _PE_MACHINES = {0x14C: "i686", 0x1C4: "armv7", 0x8664: "x86_64", 0xAA64: "aarch64"}
 
 
-def _pe(data: Data, name: str) -> BinaryInfo:
+def _pe(data: BinaryData, name: str) -> BinaryInfo:
     r = _Reader(data, name, "PE")
     (lfanew,) = r.unpack("I", 0x3C, "DOS header e_lfanew")
     if bytes(data[lfanew : lfanew + 4]) != b"PE\0\0":
@@ -223,7 +223,7 @@ _LC_ID_DYLIB, _LC_RPATH, _LC_BUILD_VERSION, _LC_VERSION_MIN_MACOSX = 0xD, 0x8000
 _PLATFORM_MACOS = 1
 
 
-def _macho(data: Data, name: str, base: int = 0, end: int | None = None) -> BinaryInfo:
+def _macho(data: BinaryData, name: str, base: int = 0, end: int | None = None) -> BinaryInfo:
     """The Mach-O image at ``data[base:end]`` (the whole file, or one slice of a universal one)."""
     end = len(data) if end is None else end
     magic = bytes(data[base : base + 4])
@@ -262,7 +262,7 @@ def _macho(data: Data, name: str, base: int = 0, end: int | None = None) -> Bina
     return BinaryInfo("macho", machine, _unique(needed), _unique(rpath), soname, None, min_os)
 
 
-def _macho_fat(data: Data, name: str) -> BinaryInfo:
+def _macho_fat(data: BinaryData, name: str) -> BinaryInfo:
     """A universal binary: one entry that merges its slices (the newest deployment target of them)."""
     r = _Reader(data, name, "universal Mach-O", ">")
     wide = bytes(data[:4]) == b"\xca\xfe\xba\xbf"
@@ -299,7 +299,7 @@ _FATBIN_ENTRY = struct.Struct("<HHIQIIHHI")
 _KIND_PTX, _KIND_SASS = 1, 2
 
 
-def _fatbin_entries(data: Data, at: int) -> tuple[list[tuple[int, int]], int] | None:
+def _fatbin_entries(data: BinaryData, at: int) -> tuple[list[tuple[int, int]], int] | None:
     """``([(kind, arch), ...], end)`` of the fat binary at ``at``, or None for a stray magic."""
     if at + _FATBIN_HEADER.size > len(data):
         return None
@@ -322,7 +322,7 @@ def _fatbin_entries(data: Data, at: int) -> tuple[list[tuple[int, int]], int] | 
     return found, end
 
 
-def fatbin_archs(data: Data) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def fatbin_archs(data: BinaryData) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(sass, ptx)``: the sorted compute capabilities of every fat binary embedded anywhere in ``data``.
 
     Scans for the magic rather than for a section, so it reads ELF, PE and Mach-O alike, and also
@@ -344,7 +344,7 @@ def fatbin_archs(data: Data) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 # ------------------------------------------------------------------------------------------- public
-def inspect_binary(data: Data, *, name: str = "<binary>") -> BinaryInfo:
+def inspect_binary(data: BinaryData, *, name: str = "<binary>") -> BinaryInfo:
     """What the ELF, PE or Mach-O image in ``data`` holds; :class:`BinaryError` if it is none or malformed."""
     head = bytes(data[:4])
     try:
