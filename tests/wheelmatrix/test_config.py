@@ -34,7 +34,11 @@ def test_kbit_matrix_resolves() -> None:
 
 def test_defaults_fill_in(tmp_path: Path) -> None:
     m = config.load_matrix(MATRICES / "good" / "minimal.toml")
-    assert m.project.library_dir == "_lib"
+    assert m.project.library_dir == "."  # the package folder itself
+    assert m.project.library_folder == f"{m.project.import_package}/"
+    assert m.build.backend is None
+    assert m.build.archs_variable == "CMAKE_CUDA_ARCHITECTURES"
+    assert m.packaging.cuda_libraries == "depend"
     assert m.packaging.split == "auto"
     assert m.packaging.project_quota == 10 * 2**30
     assert [s.name for s in m.publish] == ["testpypi", "pypi"]
@@ -103,3 +107,61 @@ def test_matrix_error_attributes() -> None:
     assert exc.value.file == "m.toml"
     assert exc.value.key == "project.nam"
     assert exc.value.fix is not None and 'did you mean "name"?' in exc.value.fix
+
+
+CONTRACT = """
+[project]
+name = "fancy-kernels"
+import-package = "fancy"
+library = "fancy_{variant}"
+library-dir = "."
+
+[build]
+backend = { variable = "COMPUTE_BACKEND", cpu = "cpu", cuda = "cuda" }
+defines = { FANCY_VERSION_TAG = "{variant}-{platform}" }
+cuda-defines = { FANCY_CUDA = "{cuda_major}.x" }
+
+[matrix]
+platforms = ["linux-x86_64"]
+cuda = ["11.7", "13.0"]
+python = ["3.12"]
+
+[cuda."11.7"]
+sass = [80]
+ptx = [80]
+toolchain = { source = "system", path = "/opt/cuda-11.7" }
+facts = { archs = [35, 50, 60, 70, 75, 80, 86], host-gcc-max = 11, driver-api = 11070, min-driver-linux = "515.43.04", min-driver-windows = "516.01" }
+
+[cuda."13.0"]
+sass = [80, 90]
+ptx = [90]
+toolchain = { source = "pypi" }
+components = ["cublas"]
+defines = { FANCY_FAST = "ON" }
+"""
+
+
+def test_the_project_contract_resolves_into_each_cells_defines(tmp_path: Path) -> None:
+    from wheelmatrix.plan import Cell, build_spec
+
+    path = tmp_path / "matrix.toml"
+    path.write_text(CONTRACT)
+    m = config.load_matrix(path)
+    assert m.cuda_spec("11.7").facts.driver_api == 11070  # a version the toolkit does not know, declared
+    assert m.cuda_spec("11.7").facts.runtime_soname == "libcudart.so.11.0"  # the major's facts still apply
+    assert m.cuda_spec("13.0").component_names == ("cublas",)
+    v = m.cuda_spec("13.0").version
+    cell = Cell("linux-x86_64", "cuda130", v, (80, 90), (90,), m.cuda_spec("13.0").toolchain, True, "here")
+    spec = build_spec(m, cell)
+    assert dict(spec.defines) == {
+        "COMPUTE_BACKEND": "cuda",
+        "CMAKE_CUDA_ARCHITECTURES": "80-real;90-real;90-virtual",
+        "FANCY_VERSION_TAG": "cuda130-linux-x86_64",
+        "FANCY_CUDA": "13.x",
+        "FANCY_FAST": "ON",
+    }
+    assert spec.library == "libfancy_cuda130.so"
+    assert spec.manifest == "libfancy_cuda130.json"
+    cpu = build_spec(m, Cell("linux-x86_64", "cpu", None, (), (), None, True, "here"))
+    assert dict(cpu.defines) == {"COMPUTE_BACKEND": "cpu", "FANCY_VERSION_TAG": "cpu-linux-x86_64"}
+    assert cpu.library == "libfancy_cpu.so"

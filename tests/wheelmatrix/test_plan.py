@@ -15,15 +15,15 @@ from wheelmatrix import settings as raw
 from wheelmatrix.errors import MatrixError
 from wheelmatrix.model import PLATFORMS, CudaVersion
 from wheelmatrix.plan import Host, Plan, github_matrix, make_plan, plan_document
-from wm_support import REPO, linux_host
+from wm_support import MATRICES, linux_host
 
 
-def kbit_plan(host: Host) -> Plan:
-    return make_plan(config.load_matrix(REPO / "matrix.toml"), host)
+def release_plan(host: Host) -> Plan:
+    return make_plan(config.load_matrix(MATRICES / "good" / "release.toml"), host)
 
 
-def test_kbit_plan_on_this_kind_of_host() -> None:
-    plan = kbit_plan(linux_host())
+def test_release_plan_on_this_kind_of_host() -> None:
+    plan = release_plan(linux_host())
     ids = [c.id for c in plan.cells]
     assert len(ids) == len(set(ids)) == 19  # 4 platforms x 6 variants - 5 CUDA cells on macOS
     assert {c.id for c in plan.buildable} == {
@@ -39,7 +39,7 @@ def test_kbit_plan_on_this_kind_of_host() -> None:
     assert reasons["linux-x86_64-cuda128"] == (
         "CUDA 12.8: no toolchain source on this host (no system CUDA at /usr/local/cuda-12.8); CI builds it"
     )
-    assert reasons["windows-x86_64-cpu"] == "CPU library cross-built with mingw-w64"
+    assert reasons["windows-x86_64-cpu"] == "CPU library cross-built with zig (x86_64-windows-gnu)"
     assert reasons["macos-arm64-cpu"] == "needs a macOS runner (macos-14); CI builds it"
     assert reasons["linux-x86_64-cuda118"] == "CUDA 11.8 from Debian bookworm (non-free)"
     assert {(e.platform, e.variant) for e in plan.excluded} == {
@@ -49,21 +49,21 @@ def test_kbit_plan_on_this_kind_of_host() -> None:
 
 
 def test_cell_carries_archs_and_toolchain() -> None:
-    cell = kbit_plan(linux_host()).cell("linux-x86_64-cuda118")
+    cell = release_plan(linux_host()).cell("linux-x86_64-cuda118")
     assert cell.cuda == CudaVersion(11, 8)
     assert cell.sass == (50, 60, 70, 75, 80, 86, 89, 90)
     assert cell.ptx == (90,)
     assert cell.toolchain is not None and cell.toolchain.describe() == "debian:bookworm"
 
 
-def test_without_mingw_the_windows_cpu_cell_says_how() -> None:
-    cell = kbit_plan(linux_host(mingw=False)).cell("windows-x86_64-cpu")
+def test_without_zig_the_windows_cpu_cell_says_how() -> None:
+    cell = release_plan(linux_host(zig=False)).cell("windows-x86_64-cpu")
     assert not cell.buildable
-    assert cell.reason.startswith("install g++-mingw-w64-x86-64 to cross-build it here")
+    assert cell.reason.startswith("pip install ziglang (wheelmatrix[build]) to cross-build it here")
 
 
 def test_system_cuda_makes_its_cell_buildable() -> None:
-    plan = kbit_plan(linux_host(system_cuda=(("12.8", "/usr/local/cuda-12.8"),)))
+    plan = release_plan(linux_host(system_cuda=(("12.8", "/usr/local/cuda-12.8"),)))
     cell = plan.cell("linux-x86_64-cuda128")
     assert cell.buildable
     assert cell.reason == "CUDA 12.8 from the system (/usr/local/cuda-12.8)"
@@ -71,14 +71,14 @@ def test_system_cuda_makes_its_cell_buildable() -> None:
 
 def test_on_an_arm_host_only_arm_cells_build() -> None:
     host = Host(platform="linux-aarch64", has_c_compiler=True, has_zig=False)
-    plan = kbit_plan(host)
+    plan = release_plan(host)
     built = {c.id for c in plan.buildable}
     assert built == {"linux-aarch64-cpu", "linux-aarch64-cuda130", "linux-aarch64-cuda132"}
     assert plan.cell("linux-aarch64-cuda124").reason == "CUDA 12.4: the debian source provides amd64 only; CI builds it"
 
 
 def test_github_matrix_lists_every_cell_with_its_runner() -> None:
-    plan = kbit_plan(linux_host())
+    plan = release_plan(linux_host())
     gh = github_matrix(plan)
     include = gh["include"]
     assert isinstance(include, list)
@@ -129,7 +129,7 @@ def matrix_files(draw: st.DrawFn) -> raw.MatrixFile:
         for _ in range(draw(st.integers(0, 3)))
     )
     return raw.MatrixFile(
-        project=raw.ProjectTable("demo", "demo", "demo"),
+        project=raw.ProjectTable("demo", "demo", "demo_{variant}"),
         matrix=raw.AxesTable(platforms=platforms, cuda=tuple(map(str, versions)), python=("3.12",)),
         cuda=cuda,
         rules=rules,

@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from wheelmatrix.stages.assemble import CellWheel
@@ -27,7 +28,7 @@ def make_matrix(
 
     return Matrix(
         path=tmp / "matrix.toml",
-        project=Project(name="kbit", import_package="kbit", library="kbit", library_dir="_lib", source=tmp),
+        project=Project(name="kbit", import_package="kbit", library="kbit_{variant}", library_dir="_lib", source=tmp),
         platforms=(replace(LINUX, policy=policy), WINDOWS),
         cuda=(),
         python=("3.11",),
@@ -46,12 +47,13 @@ def make_matrix(
 def compile_library(
     out: Path, variant: str, *, windows: bool = False, pad: int = 0, threads: bool = False, seed: int = 0
 ) -> Path:
-    """Compile fakelib.c into ``out/libkbit_<variant>.(so|dll)`` with gcc or mingw-w64."""
+    """Compile fakelib.c into ``out/libkbit_<variant>.(so|dll)`` with gcc, or zig for Windows (the
+    toolkit's own cross compiler, from PyPI)."""
     out.mkdir(parents=True, exist_ok=True)
     lib = out / f"libkbit_{variant}.{'dll' if windows else 'so'}"
     cuda = variant[4:] if variant.startswith("cuda") else ""
-    cc = "x86_64-w64-mingw32-gcc" if windows else "gcc"
-    args = [cc, "-shared", "-O2", "-o", lib.name, str(HERE / "fakelib.c")]  # relative: GNU ld for PE embeds the path
+    cc = [sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-windows-gnu"] if windows else ["gcc"]
+    args = [*cc, "-shared", "-O2", "-o", lib.name, str(HERE / "fakelib.c")]  # relative: a PE link embeds the path
     if windows:
         args += ["-Wl,--no-insert-timestamp"]  # PE headers carry the link time otherwise
     else:
