@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from build_fixtures.cellwheels import make_cell_wheel, make_matrix
+from wheelmatrix.errors import PackageError
 from wheelmatrix.stages.assemble import assemble_all
 from wheelmatrix.wheelfile import read_wheel, source_date_epoch, wheel_bytes
-from wheelmatrix.errors import PackageError
 
 
 def _build(tmp: Path, name: str, *, windows: bool = False) -> list[bytes]:

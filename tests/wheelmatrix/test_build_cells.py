@@ -20,15 +20,17 @@ from build_fixtures.project import (
     cpu_cell,
     cuda_cell,
     kbit_matrix,
+    specs,
 )
+from wheelmatrix.model import CudaSpec
+from wheelmatrix.plan import Cell
 from wheelmatrix.stages.cells import (
     BuildOptions,
     build_cells,
     cell_settings,
     read_results,
+    toolchain_file,
 )
-from wheelmatrix.model import CudaSpec
-from wheelmatrix.plan import Cell
 
 # These build the real kbit CPU library with CMake through scikit-build-core (a few seconds
 # each). The Linux policy is set to this host's glibc or newer, so no zig link is needed here;
@@ -72,7 +74,7 @@ def test_hung_compiler_is_killed_at_its_timeout_while_others_complete(tree: Path
     options = BuildOptions(work=tmp_path / "work", cache=None, jobs=2, timeout=20)
     cells = [cuda_cell("13.0", (75,), (75,)), cpu_cell()]
     start = time.monotonic()
-    cuda, cpu = build_cells(matrix, cells, options, provide)
+    cuda, cpu = build_cells(specs(matrix, cells), options, provide)
     elapsed = time.monotonic() - start
     assert cpu.status == "built", cpu.tail
     assert cpu.wheel is not None and Path(cpu.wheel).name == "kbit-0.1.0-py3-none-linux_x86_64.whl"
@@ -99,7 +101,7 @@ def test_failed_build_keeps_the_tail_and_other_results(tree: Path, tmp_path: Pat
     matrix = kbit_matrix(tree, policy=POLICY)
     skipped = Cell("windows-x86_64", "cuda130", None, (), (), None, False, "needs a Windows runner (windows-2022)")  # type: ignore[arg-type]
     options = BuildOptions(work=tmp_path / "work", cache=None, jobs=1, timeout=300)
-    broken, skip = build_cells(matrix, [cpu_cell(), skipped], options)
+    broken, skip = build_cells(specs(matrix, [cpu_cell(), skipped]), options)
     assert broken.status == "failed" and "exited with code" in broken.reason
     assert "broken on purpose" in broken.tail
     assert skip.status == "skipped" and skip.reason == "needs a Windows runner (windows-2022)"
@@ -110,33 +112,39 @@ def test_failed_build_keeps_the_tail_and_other_results(tree: Path, tmp_path: Pat
 def test_rebuild_is_served_from_the_cache_and_a_source_change_rebuilds(tree: Path, tmp_path: Path) -> None:
     matrix = kbit_matrix(tree, policy=POLICY)
     options = BuildOptions(work=tmp_path / "work", cache=tmp_path / "cache", jobs=1, timeout=300)
-    (first,) = build_cells(matrix, [cpu_cell()], options)
+    (first,) = build_cells(specs(matrix, [cpu_cell()]), options)
     assert first.status == "built", first.tail
     start = time.monotonic()
-    (second,) = build_cells(matrix, [cpu_cell()], options)
+    (second,) = build_cells(specs(matrix, [cpu_cell()]), options)
     assert time.monotonic() - start < 5  # seconds, not a build
     assert second.status == "cached" and second.cache_key == first.cache_key
     assert second.wheel_sha256 == first.wheel_sha256
     # a kernel source change is a new key: rebuilt
     src = tree / "csrc" / "kbit_cpu.cpp"
     src.write_text(src.read_text() + "\n// changed\n")
-    (third,) = build_cells(matrix, [cpu_cell()], options)
+    (third,) = build_cells(specs(matrix, [cpu_cell()]), options)
     assert third.status == "built" and third.cache_key != first.cache_key
     # so is a build setting (the archs of a CUDA cell go in through the settings)
-    (fourth,) = build_cells(matrix, [cpu_cell()], replace(options, extra_settings=("cmake.define.KBIT_X=1",)))
+    (fourth,) = build_cells(specs(matrix, [cpu_cell()]), replace(options, extra_settings=("cmake.define.KBIT_X=1",)))
     assert fourth.status == "built" and fourth.cache_key not in {first.cache_key, third.cache_key}
 
 
-def test_cuda_cell_settings_carry_archs_toolchain_and_glibc_route(tree: Path) -> None:
+def test_cuda_cell_settings_carry_archs_toolchain_and_glibc_route(tree: Path, tmp_path: Path) -> None:
     matrix = kbit_matrix(tree)  # manylinux_2_28: older than this host's glibc 2.36 -> zig link
     toolchain = FakeToolchain(Path("/opt/cuda/bin/nvcc"))
-    settings = cell_settings(matrix, cuda_cell("12.4", (50, 90), (90,)), toolchain)
+    (spec,) = specs(matrix, [cuda_cell("12.4", (50, 90), (90,))])
+    settings = cell_settings(spec)
+    # the project's own variables, from [build] of its matrix
     assert "cmake.define.KBIT_BACKEND=cuda" in settings
-    assert "cmake.define.KBIT_CUDA_SASS=50;90" in settings
-    assert "cmake.define.KBIT_CUDA_PTX=90" in settings
-    assert "cmake.define.CMAKE_CUDA_COMPILER=/opt/cuda/bin/nvcc" in settings
-    assert "cmake.define.KBIT_LINK_GLIBC=2.28" in settings
-    assert any(s.startswith("cmake.define.KBIT_ZIG=") for s in settings)
+    assert "cmake.define.KBIT_CUDA_RUNTIME=static" in settings
+    assert "cmake.define.CMAKE_CUDA_ARCHITECTURES=50-real;90-real;90-virtual" in settings
+    # the toolkit's own mechanics go into the toolchain file, not into the project's variables
+    assert spec.link_glibc == (2, 28)
+    text = toolchain_file(spec, tmp_path, toolchain).read_text()
+    assert 'set(CMAKE_CUDA_COMPILER "/opt/cuda/bin/nvcc"' in text
+    assert "x86_64-linux-gnu.2.28" in (tmp_path / "tools" / "zig-link").read_text()
+    assert "CMAKE_CXX_CREATE_SHARED_LIBRARY" in text and "CMAKE_CUDA_CREATE_SHARED_LIBRARY" in text
+    assert 'set(CMAKE_CUDA_FLAGS_INIT "-Xfatbin -compress-all")' in text
 
 
 def test_interrupt_kills_the_running_builds(tree: Path, tmp_path: Path) -> None:
@@ -146,11 +154,11 @@ def test_interrupt_kills_the_running_builds(tree: Path, tmp_path: Path) -> None:
 import sys
 from pathlib import Path
 sys.path.insert(0, {str(here)!r})
-from build_fixtures.project import FakeToolchain, cuda_cell, kbit_matrix
+from build_fixtures.project import FakeToolchain, cuda_cell, kbit_matrix, specs
 from wheelmatrix.stages.cells import BuildOptions, build_cells
 matrix = kbit_matrix(Path({str(tree)!r}), policy={POLICY!r})
 options = BuildOptions(work=Path({str(tmp_path / "work")!r}), cache=None, jobs=1, timeout=600)
-build_cells(matrix, [cuda_cell("13.0", (75,), (75,))], options, lambda spec: FakeToolchain(Path({str(nvcc)!r})))
+build_cells(specs(matrix, [cuda_cell("13.0", (75,), (75,))]), options, lambda spec: FakeToolchain(Path({str(nvcc)!r})))
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
     try:

@@ -21,12 +21,12 @@ import pytest
 
 from build_fixtures.cellwheels import isolated_env
 from build_fixtures.project import REPO
+from wheelmatrix.cli import main
+from wheelmatrix.config import load_matrix
 from wheelmatrix.stages.assemble import CellWheel, assemble_all
 from wheelmatrix.stages.cells import read_results
 from wheelmatrix.stages.record import SCHEMA
 from wheelmatrix.stages.repair import glibc_of, rate
-from wheelmatrix.cli import main
-from wheelmatrix.config import load_matrix
 
 pytestmark = pytest.mark.slow
 MATRIX = REPO / "matrix.toml"

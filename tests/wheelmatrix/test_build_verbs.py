@@ -9,10 +9,10 @@ import pytest
 
 from build_fixtures.cellwheels import make_cell_wheel, make_matrix
 from build_fixtures.project import REPO
+from wheelmatrix.cli import main
 from wheelmatrix.stages.assemble import assemble_all
 from wheelmatrix.stages.cells import CellResult, write_results
 from wheelmatrix.stages.record import SCHEMA, make_record
-from wheelmatrix.cli import main
 
 MATRIX = str(REPO / "matrix.toml")
 

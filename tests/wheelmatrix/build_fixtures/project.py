@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wheelmatrix.config import load_matrix
+from wheelmatrix.host import detect
 from wheelmatrix.model import CudaVersion, Matrix
-from wheelmatrix.plan import Cell
+from wheelmatrix.plan import BuildSpec, Cell, build_spec
 
 REPO = Path(__file__).resolve().parents[3]
 # what kbit's build reads (pyproject's readme and sdist list included)
@@ -28,8 +29,9 @@ def copy_kbit(dest: Path) -> Path:
 
 
 def kbit_matrix(source: Path, *, policy: str | None = None) -> Matrix:
-    """kbit's matrix.toml with the project source at ``source`` (and optionally another Linux policy)."""
-    matrix = load_matrix(REPO / "matrix.toml")
+    """kbit's release (as frozen in kbit-release.toml) with the project source at ``source`` (and
+    optionally another Linux policy)."""
+    matrix = load_matrix(Path(__file__).parent / "kbit-release.toml")
     matrix = replace(matrix, project=replace(matrix.project, source=source))
     if policy is not None:
         matrix = replace(
@@ -37,6 +39,12 @@ def kbit_matrix(source: Path, *, policy: str | None = None) -> Matrix:
             platforms=tuple(replace(p, policy=policy) if p.name == "linux-x86_64" else p for p in matrix.platforms),
         )
     return matrix
+
+
+def specs(matrix: Matrix, cells: list[Cell]) -> list[BuildSpec]:
+    """The build specs of ``cells`` on this host (as the plan resolves them)."""
+    host = detect(matrix)
+    return [build_spec(matrix, c, host) for c in cells]
 
 
 def cpu_cell(platform: str = "linux-x86_64") -> Cell:
