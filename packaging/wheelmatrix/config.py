@@ -308,7 +308,7 @@ class _Resolver:
         p = self.raw.project
         if not _NAME.match(p.name):
             self.fail(["project", "name"], f"{_quote(p.name)} is not a valid distribution name",
-                      "use letters, digits, '.', '_' and '-' (PEP 508), e.g. \"kbit\"")  # fmt: skip
+                      "use letters, digits, '.', '_' and '-' (PEP 508), e.g. \"mykernels\"")  # fmt: skip
         if not p.import_package.isidentifier():
             self.fail(["project", "import-package"], f"{_quote(p.import_package)} is not a Python identifier",
                       "use letters, digits and '_' (not starting with a digit)")  # fmt: skip

@@ -6,10 +6,10 @@ the project's own build backend. The CPU cell wheel is the base: it carries the 
 
 * **fat**: one ``py3-none-<platform>`` wheel holding every library and its manifest, or
 * **split** (per CUDA major): the base distribution (CPU library and loader) plus one distribution
-  per CUDA major, named by ``packaging.split-name`` (``kbit-cu12``), holding an import package
-  (``kbit_cu12``) with the libraries in its library folder, registered in the entry-point group
+  per CUDA major, named by ``packaging.split-name`` (``mykernels-cu12``), holding an import package
+  (``mykernels_cu12``) with the libraries in its library folder, registered in the entry-point group
   ``<import_package>.libraries`` so the loader finds it, reachable as the extra
-  ``packaging.extra-name`` (``kbit[cu12]``), the versions pinned to each other exactly.
+  ``packaging.extra-name`` (``mykernels[cu12]``), the versions pinned to each other exactly.
 
 The choice follows ``packaging.split``: ``fat`` (fail when over the limit), ``per-cuda-major``
 (always split) or ``auto`` (fat when the measured compressed wheel fits ``max-file-size``).
@@ -94,7 +94,7 @@ class Library:
     """A native library taken from a cell wheel, with its manifest and every file of its stem."""
 
     variant: str
-    stem: str  # libkbit_cuda124
+    stem: str  # libmykernels_cuda124
     files: tuple[tuple[str, bytes], ...]  # (file name inside the library folder, data)
     manifest: dict[str, Any] = field(compare=False, hash=False)
     compressed: int = 0  # measured deflate size of its files in a wheel
@@ -120,7 +120,7 @@ class AssembledWheel:
     """One distribution's wheel as assembled (before repair)."""
 
     platform: str
-    distribution: str  # kbit, kbit-cu12
+    distribution: str  # mykernels, mykernels-cu12
     contents: WheelContents
     libraries: tuple[Library, ...]
     size: int  # compressed size of the wheel as written
@@ -256,7 +256,7 @@ def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel])
     metadata_name = f"{base.dist_info}/METADATA"
     majors = sorted({lib.cuda_major for lib in cuda_libs if lib.cuda_major is not None})
     fat_contents = _with_libraries(project, base, libraries)
-    # the extras of the split layout exist (empty) in a fat wheel too, so `kbit[cu12]` installs
+    # the extras of the split layout exist (empty) in a fat wheel too, so `mykernels[cu12]` installs
     # whichever layout a release has
     fat_extras = [("Provides-Extra", split_names(matrix, m)[2]) for m in majors]
     runtime = {m: runtime_requirements(matrix, [lib for lib in cuda_libs if lib.cuda_major == m]) for m in majors}

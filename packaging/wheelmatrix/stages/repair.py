@@ -160,10 +160,9 @@ def check_policy(wheel: Path, rating: Rating, spec: PlatformSpec, excluded: Sequ
         f"{wheel.name} is rated {rating.overall_tag} by `auditwheel show`, newer than the declared policy "
         f"{spec.policy} ([platform.{spec.name}] policy in matrix.toml); {detail}",
         fix=(
-            "link the libraries against the policy's glibc (the zig route: wheelmatrix passes "
-            "-DKBIT_LINK_GLIBC=<glibc> and kbit links with `zig cc -target <arch>-linux-gnu.<glibc>`, see "
-            "docs/kbit-build.md), or link the CUDA runtime dynamically and declare the nvidia runtime wheel "
-            "as a dependency, or declare a newer policy"
+            "link the libraries with CMake's add_library(... SHARED): the cell's toolchain file then links "
+            "them with `zig cc -target <arch>-linux-gnu.<glibc>` against the policy's glibc (docs/build.md, "
+            "glibc floor); a prebuilt or custom-linked library bypasses that. Or declare a newer policy"
         ),
     )
 
