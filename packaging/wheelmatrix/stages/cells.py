@@ -188,11 +188,14 @@ def _git_files(root: Path) -> list[str] | None:
     return [n for n in done.output.split("\0") if n]
 
 
-def _walk_files(root: Path) -> list[str]:
+def _walk_files(root: Path, *, everything: bool = False) -> list[str]:
+    """Files under ``root`` but build outputs and tool caches (all of them with ``everything``)."""
     out = []
     for p in root.rglob("*"):
         rel = p.relative_to(root)
-        if not p.is_file() or _IGNORED_PARTS.intersection(rel.parts) or rel.parts[0] in _IGNORED_TOP:
+        if not p.is_file() or _IGNORED_PARTS.intersection(rel.parts):
+            continue
+        if not everything and rel.parts[0] in _IGNORED_TOP:
             continue
         out.append(rel.as_posix())
     return out
@@ -210,7 +213,7 @@ def project_files(project: Project) -> list[Path]:
         names = _walk_files(root)
     chosen = {n for n in names if not _IGNORED_PARTS.intersection(n.split("/")) and not n.endswith(".pyc")}
     if project.include:
-        chosen.update(n for n in _walk_files(root) if _matches(n, project.include))
+        chosen.update(n for n in _walk_files(root, everything=True) if _matches(n, project.include))
     chosen = {n for n in chosen if not _matches(n, project.exclude)}
     return [root / n for n in sorted(chosen) if (root / n).is_file()]
 
