@@ -1,5 +1,5 @@
 """The main job end to end, for real: kbit's cells built (CPU, CUDA from PyPI and Debian, Windows
-CPU cross-built with mingw-w64), assembled, repaired by auditwheel and delvewheel, rated by
+CPU cross-built with zig), assembled, repaired by auditwheel and delvewheel, rated by
 auditwheel, installed with pip into fresh venvs where kbit's own loader reports every library.
 
 Slow (toolchain downloads on a fresh machine, nvcc for every CUDA version): marked ``slow``; CI

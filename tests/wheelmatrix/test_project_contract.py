@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -77,10 +77,11 @@ def test_a_cell_whose_build_ignored_the_backend_fails_naming_the_settings(projec
     spec_13 = m.cuda_spec("13.0")
     cell = Cell("linux-x86_64", "cuda130", CudaVersion(13, 0), (80, 90), (90,), spec_13.toolchain, True, "here")
 
+    @dataclass(frozen=True)
     class NoNvcc:  # the project never enables CUDA, so no compiler is run
-        identity = "none"
-        cmake_args = ("-DCMAKE_CUDA_COMPILER=/nonexistent/nvcc",)
-        env: dict[str, str] = {}
+        identity: str = "none"
+        cmake_args: tuple[str, ...] = ("-DCMAKE_CUDA_COMPILER=/nonexistent/nvcc",)
+        env: dict[str, str] = field(default_factory=dict)
 
     def provide(spec: CudaSpec) -> NoNvcc:
         return NoNvcc()

@@ -32,7 +32,7 @@ def kbit_matrix(source: Path, *, policy: str | None = None) -> Matrix:
     """kbit's release (as frozen in kbit-release.toml) with the project source at ``source`` (and
     optionally another Linux policy)."""
     matrix = load_matrix(Path(__file__).parent / "kbit-release.toml")
-    matrix = replace(matrix, project=replace(matrix.project, source=source))
+    matrix = replace(matrix, project=replace(matrix.project, source=source), toolchain_lock=REPO / "toolchains.lock")
     if policy is not None:
         matrix = replace(
             matrix,
