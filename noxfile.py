@@ -10,7 +10,10 @@ nox -s lock      re-resolve toolchains.lock (the newest toolchain files and thei
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -31,9 +34,71 @@ TEST_DEPS = [
 ]
 
 
+# What the tests need beyond PyPI, from the distribution's packages: (command or file that shows it
+# is there, Debian package). wine64 runs the cross-built Windows DLL, qemu-user the aarch64 library,
+# gpg/gpgv and the keyring serve the local Debian mirror of the toolchain tests.
+SYSTEM_PACKAGES = (
+    ("wine64", "wine64"),
+    ("qemu-aarch64", "qemu-user"),
+    ("gpg", "gpg"),
+    ("gpgv", "gpgv"),
+    ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
+    ("c++", "g++"),
+)
+
+
+def _missing_system_packages() -> list[str]:
+    def present(probe: str) -> bool:
+        if probe.startswith("/"):
+            return Path(probe).exists()
+        return shutil.which(probe) is not None or (probe == "wine64" and Path("/usr/lib/wine/wine64").exists())
+
+    return [package for probe, package in SYSTEM_PACKAGES if not present(probe)]
+
+
+def _system_packages(session: nox.Session) -> None:
+    """Install the missing distribution packages when this is a Debian-like machine and we are root
+    (as CI is); otherwise say which tests will skip and the one command that brings them."""
+    missing = _missing_system_packages()
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(*command, external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        session.warn(f"missing {', '.join(missing)}: their tests skip; install them with: sudo {' '.join(command)}")
+
+
+def _digest(paths: list[Path], extra: tuple[str, ...]) -> str:
+    h = hashlib.sha256("\0".join(extra).encode())
+    for root in paths:
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                h.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _install_once(session: nox.Session, *requirements: str) -> None:
+    """session.install, skipped when the toolkit's files and the requirements are what the session's
+    environment was last installed from (a reused environment: the no-op build takes no install)."""
+    location = getattr(session.virtualenv, "location", None)
+    if not location:  # no environment of its own (--no-venv): install as asked
+        session.install(*requirements)
+        return
+    stamp = Path(location) / ".wheelmatrix-installed"
+    digest = _digest([Path(TOOLKIT) / "pyproject.toml", Path(TOOLKIT) / "wheelmatrix"], requirements)
+    if stamp.is_file() and stamp.read_text() == digest:
+        session.log("toolkit and requirements unchanged since this environment was made: install skipped")
+        return
+    session.install(*requirements)
+    stamp.write_text(digest)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite: unit tests, malformed matrices, real toolchain installs and builds."""
+    _system_packages(session)
     session.install(f"{TOOLKIT}[build,publish,test]", *TEST_DEPS)
     torch_wheel = os.environ.get("KBIT_TORCH_WHEEL")  # optional: a CPU torch wheel for tests/kbit/test_torch.py
     if torch_wheel:
@@ -49,13 +114,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def build(session: nox.Session) -> None:
     """The main job: plan, provision CUDA toolchains, build every cell this host can (cached),
     assemble per-platform wheels under the size limit (split per CUDA major when needed), repair
     (auditwheel / delvewheel) and check them; dist/ gets the wheels and build-record.json.
     Extra arguments go to `wheelmatrix build` (e.g. `nox -s build -- --jobs 2 --cell linux-x86_64-cpu`)."""
-    session.install(f"{TOOLKIT}[build]")
+    _install_once(session, f"{TOOLKIT}[build]")
     session.run("wheelmatrix", "build", *session.posargs)
     session.run("wheelmatrix", "assemble")
 
