@@ -92,9 +92,12 @@ def build_cpu_library(build: Path) -> Path:
     raise pytest.UsageError(f"the CMake build in {build} made no libkbit_cpu{suffix} + .json")
 
 
-def build_cuda_library(build: Path, sass: str) -> Path:
-    """Build libkbit_cuda<XY> with CMake for the given SASS archs (the GPUs present); the CUDA
-    toolkit is whatever CMake finds (CUDACXX / PATH). Returns the folder with it and its manifest."""
+def build_cuda_library(build: Path, archs: list[int]) -> Path:
+    """Build libkbit_cuda<XY> with CMake for the given archs (the GPUs present): SASS for each, PTX
+    for the highest, as CMAKE_CUDA_ARCHITECTURES; the CUDA toolkit is whatever CMake finds
+    (CUDACXX / PATH). Returns the folder with it and its manifest."""
+    archs = sorted(set(archs))
+    architectures = ";".join([f"{a}-real" for a in archs] + [f"{archs[-1]}-virtual"])
     cmake = shutil.which("cmake")
     if cmake is None:
         raise pytest.UsageError("cmake is needed to build the CUDA library (or set KBIT_CUDA_LIBRARY_DIR)")
@@ -106,7 +109,7 @@ def build_cuda_library(build: Path, sass: str) -> Path:
             "-B",
             build,
             "-DKBIT_BACKEND=cuda",
-            f"-DKBIT_CUDA_SASS={sass}",
+            f"-DCMAKE_CUDA_ARCHITECTURES={architectures}",
             "-DCMAKE_BUILD_TYPE=Release",
         ],
         timeout=600,
@@ -135,8 +138,8 @@ def kbit_cuda_library_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.
         return Path(given)
     from kbit._probe import probe_driver
 
-    archs = sorted({str(g.arch) for g in probe_driver().gpus})
-    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda", ";".join(archs))
+    archs = [int(g.arch) for g in probe_driver().gpus]
+    return build_cuda_library(_build_root(pytestconfig, tmp_path_factory) / "cuda", archs)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,20 @@
 """Real builds of kbit's native libraries: wheels, a CUDA 13.0 variant from PyPI, glibc floor,
 Windows cross-build. Everything here runs the real tools (scikit-build-core through
-`python -m build`, nvcc, zig, auditwheel, mingw-w64, cuobjdump); nothing is mocked. No GPU is
-needed: the CUDA library is loaded and asked for its identity, not run.
+`python -m build`, nvcc, zig, auditwheel, cuobjdump, objdump, wine where present); nothing is
+mocked. No GPU is needed: the CUDA library is loaded and asked for its identity, not run.
+
+Two kinds of build:
+
+* kbit's own CMake, as anyone builds it (`python -m build`, `cmake`): the CPU wheel, a CUDA 13.0
+  wheel with the archs given as CMAKE_CUDA_ARCHITECTURES, the default archs, the shared runtime;
+* cells of kbit's matrix.toml built by the wheelmatrix toolkit (`build_cells` over the plan's
+  build specs), which owns what is not kbit's business: the glibc floor (every link through
+  `zig cc -target x86_64-linux-gnu.<glibc>`), the Windows cross build (zig, x86_64-windows-gnu)
+  and fatbin compression, all through the CMake toolchain file it writes per cell.
 
 Needs (the `build` extra of wheelmatrix + Debian packages): build, auditwheel, ziglang, cmake,
-ninja or make, g++, g++-mingw-w64-x86-64, network access to PyPI for the CUDA toolkit wheels
-(cached under pytest's cache dir after the first run).
+ninja or make, g++, binutils (objdump reads PE too), network access to PyPI for the CUDA
+toolkit wheels (cached after the first run); wine64 to run the Windows DLL (skipped without it).
 """
 
 from __future__ import annotations
@@ -19,10 +28,17 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from wheelmatrix.model import CudaSpec, Matrix
+    from wheelmatrix.plan import BuildSpec
+    from wheelmatrix.toolchains import InstalledToolchain
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT_VERSION = re.search(
@@ -33,6 +49,26 @@ VERSION = PYPROJECT_VERSION.group(1)
 
 CUDA13_SASS = (75, 120)
 CUDA13_PTX = (120,)
+# the same archs as CMake's own variable (what kbit reads and the toolkit passes)
+CUDA13_ARCHITECTURES = ";".join([f"{a}-real" for a in CUDA13_SASS] + [f"{a}-virtual" for a in CUDA13_PTX])
+# kbit's default when CMAKE_CUDA_ARCHITECTURES is unset, for CUDA 13.x (cmake/kbit_helpers.cmake)
+CUDA13_DEFAULT_SASS = [75, 80, 86, 89, 90, 100, 120]
+# what every kbit library exports, and nothing else (csrc/include/kbit.h)
+ABI = {
+    "kbit_abi_version",
+    "kbit_version",
+    "kbit_backend",
+    "kbit_cuda_version",
+    "kbit_cuda_runtime_version",
+    "kbit_sass_archs",
+    "kbit_ptx_archs",
+    "kbit_device_count",
+    "kbit_last_error",
+    "kbit_quantize_blockwise",
+    "kbit_dequantize_blockwise",
+    "kbit_quantize_4bit",
+    "kbit_dequantize_4bit",
+}
 # manylinux_2_28 is the newest policy kbit's Linux wheels may need (DEVELOPERS.md, toolchains.md).
 GLIBC_CEILING = (2, 28)
 
@@ -43,11 +79,19 @@ pytestmark = pytest.mark.slow
 
 
 def sh(
-    argv: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
+    argv: Sequence[str | Path],
+    *,
+    env: dict[str, str] | dict[str, str | None] | None = None,
+    timeout: float = 900,
+    cwd: Path | None = None,
 ) -> str:
-    """Run a command; on failure, fail the test with its output tail."""
+    """Run a command (env: variables to set, None to remove); on failure, fail the test with its output tail."""
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
     proc = subprocess.run(
         [str(a) for a in argv], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd, check=False
     )
@@ -135,6 +179,71 @@ def symbol_versions(library: Path) -> set[str]:
 def newest_glibc(versions: set[str]) -> tuple[int, ...]:
     found = [tuple(int(p) for p in v.split("_")[1].split(".")) for v in versions if v.startswith("GLIBC_")]
     return max(found)
+
+
+def section_size(library: Path, name: str) -> int:
+    """The size of an ELF section (readelf -SW), 0 when the library has none."""
+    for line in sh(["readelf", "-SW", library]).splitlines():
+        fields = line.replace("[ ", "[").split()
+        if name in fields:
+            return int(fields[fields.index(name) + 4], 16)  # name, type, address, offset, size
+    return 0
+
+
+# ----------------------------------------------------------------------------- the toolkit's cells
+
+
+def release_matrix(*, policy: str | None = None) -> Matrix:
+    """kbit's matrix.toml, with CUDA 13.0 cut to the archs these tests compile (CUDA13_SASS/PTX),
+    and optionally another policy for linux-x86_64 (whose glibc decides the zig link)."""
+    from wheelmatrix.config import load_matrix
+
+    matrix = load_matrix(ROOT / "matrix.toml")
+    cuda = tuple(replace(c, sass=CUDA13_SASS, ptx=CUDA13_PTX) if str(c.version) == "13.0" else c for c in matrix.cuda)
+    platforms = tuple(
+        replace(p, policy=policy) if policy is not None and p.name == "linux-x86_64" else p for p in matrix.platforms
+    )
+    return replace(matrix, cuda=cuda, platforms=platforms)
+
+
+@dataclass(frozen=True)
+class ToolkitCell:
+    wheel: Path  # the cell wheel, checked by the toolkit, its manifest rewritten from the binary
+    spec: BuildSpec  # what the toolkit resolved for it: link_glibc, cross, defines
+
+
+def toolkit_cell(
+    cell_id: str,
+    work: Path,
+    *,
+    policy: str | None = None,
+    toolchain: InstalledToolchain | None = None,
+    env: dict[str, str] | None = None,
+) -> ToolkitCell:
+    """Build one cell of kbit's matrix.toml the way `wheelmatrix build` does: the plan on this host
+    (wheelmatrix.host.detect), the cell's BuildSpec (wheelmatrix.plan.build_spec), then
+    wheelmatrix.stages.cells.build_cells: toolchain file, `python -m build` of this repository,
+    the check of the library against the spec. No cell cache: always a real build."""
+    from wheelmatrix.host import detect
+    from wheelmatrix.plan import make_plan
+    from wheelmatrix.stages.cells import BuildOptions, build_cells
+
+    need_module("build")
+    need_module("ziglang")
+    matrix = release_matrix(policy=policy)
+    plan = make_plan(matrix, detect(matrix))
+    cell = plan.cell(cell_id)
+    assert cell.buildable, f"{cell_id} is not buildable here: {cell.reason}"
+    (spec,) = plan.build_specs([cell])
+
+    def provide(cuda: CudaSpec) -> InstalledToolchain:
+        assert toolchain is not None and toolchain.version == cuda.version, cuda.version
+        return toolchain
+
+    options = BuildOptions(work=work, cache=None, timeout=1800, env=dict(env or {}))
+    (result,) = build_cells([spec], options, provide)
+    assert result.status == "built" and result.wheel is not None, f"{result.reason}\n{result.tail}"
+    return ToolkitCell(Path(result.wheel), spec)
 
 
 # ----------------------------------------------------------------------------- the code tables
@@ -309,10 +418,10 @@ def test_cpu_results_ignore_the_callers_flush_to_zero_mode(cpu_wheel: Path, tmp_
 # ----------------------------------------------------------------------------- (b) CUDA 13.0 from PyPI
 
 
-def provision_cuda13_from_pypi(dest: Path) -> Path:
+def provision_cuda13_from_pypi(dest: Path) -> InstalledToolchain:
     """The CUDA 13.0 toolkit of kbit's matrix.toml (nvcc, cicc, crt headers, cudart, CCCL) from
     PyPI wheels alone, through wheelmatrix's toolchain stage (pinned by toolchains.lock, hash-checked,
-    fixed up and verified); cached in `dest` or in $WHEELMATRIX_TEST_CACHE_DIR. Returns its root."""
+    fixed up and verified); cached in `dest` or in $WHEELMATRIX_TEST_CACHE_DIR."""
     from wheelmatrix.config import load_matrix
     from wheelmatrix.toolchains import Cache, lock_path_of, provide
 
@@ -323,7 +432,7 @@ def provision_cuda13_from_pypi(dest: Path) -> Path:
     tc = provide(spec, lock_path=lock_path_of(matrix), cache=Cache(Path(shared) if shared else dest))
     assert tc.verified
     assert not str(tc.nvcc).startswith("/usr/local/cuda")
-    return tc.root
+    return tc
 
 
 def provision_cuobjdump_from_pypi(dest: Path) -> Path:
@@ -350,15 +459,21 @@ def provision_cuobjdump_from_pypi(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cuda13(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cuda13_toolchain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> InstalledToolchain:
     return provision_cuda13_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuda13-pypi"))
+
+
+@pytest.fixture(scope="module")
+def cuda13(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toolkit's root. Self-contained (test_loader_cuda.py imports it with cuda13_wheel alone);
+    a second provide() of the same toolchain is served from its cache."""
+    return provision_cuda13_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuda13-pypi")).root
 
 
 def cuda_config(root: Path, build_dir: Path) -> list[str]:
     return [
         "cmake.define.KBIT_BACKEND=cuda",
-        "cmake.define.KBIT_CUDA_SASS=" + ",".join(map(str, CUDA13_SASS)),
-        "cmake.define.KBIT_CUDA_PTX=" + ",".join(map(str, CUDA13_PTX)),
+        f"cmake.define.CMAKE_CUDA_ARCHITECTURES={CUDA13_ARCHITECTURES}",
         f"cmake.define.CMAKE_CUDA_COMPILER={root / 'bin' / 'nvcc'}",
         f"cmake.define.CUDAToolkit_ROOT={root}",
         f"build-dir={build_dir}",
@@ -399,8 +514,7 @@ def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[
     assert (manifest["backend"], manifest["cuda"]) == ("cuda", "13.0")
     assert manifest["sass"] == list(CUDA13_SASS) and manifest["ptx"] == list(CUDA13_PTX)
     assert manifest["runtime"] == "static" and manifest["version"] == VERSION
-    assert isinstance(manifest["flags"], dict)
-    assert manifest["flags"]["compress"] == ["-Xfatbin", "-compress-all"]
+    assert isinstance(manifest["flags"], dict) and manifest["flags"]["build_type"] == "Release"
 
     lib = load(lib_dir / "libkbit_cuda130.so")
     assert lib.kbit_backend() == b"cuda"
@@ -415,20 +529,27 @@ def test_cuda13_variant_builds_from_pypi_nvcc(cuda13: Path, cuda13_wheel: tuple[
         assert lib.kbit_last_error() != b""
 
 
+@pytest.fixture(scope="module")
+def cuobjdump(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return provision_cuobjdump_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuobjdump-pypi"))
+
+
+@pytest.mark.parametrize("route", ["kbit", "toolkit"])
 def test_cuda13_fatbin_holds_exactly_the_requested_archs(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    cuda13_wheel: tuple[Path, Path],
-    tmp_path: Path,
+    request: pytest.FixtureRequest, cuobjdump: Path, route: str, tmp_path: Path
 ) -> None:
-    cuobjdump = provision_cuobjdump_from_pypi(cache_dir(request, tmp_path_factory, "kbit-cuobjdump-pypi"))
-    library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
+    """cuobjdump lists exactly the CMAKE_CUDA_ARCHITECTURES asked for, in kbit's own build and in
+    the toolkit's cell (whose fatbin is compressed)."""
+    if route == "kbit":
+        wheel = request.getfixturevalue("cuda13_wheel")[0]
+    else:
+        wheel = request.getfixturevalue("cuda13_cell").wheel
+    library = unpack(wheel, tmp_path) / "libkbit_cuda130.so"
     elf = sh([cuobjdump, "--list-elf", library])
     ptx = sh([cuobjdump, "--list-ptx", library])
     assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.cubin", elf)) == list(CUDA13_SASS)
     assert sorted(int(a) for a in re.findall(r"\.sm_(\d+)\.ptx", ptx)) == list(CUDA13_PTX)
-    sections = sh(["readelf", "-SW", library])
-    assert ".nv_fatbin" in sections
+    assert section_size(library, ".nv_fatbin") > 0
 
 
 def test_cuda13_wheel_rebuilds_bit_identical(
@@ -447,25 +568,58 @@ def test_cuda13_library_exports_only_the_abi(cuda13_wheel: tuple[Path, Path], tm
     """The static CUDA runtime stays inside: only kbit_* symbols, no libcudart/libstdc++ needed."""
     library = unpack(cuda13_wheel[0], tmp_path) / "libkbit_cuda130.so"
     exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
-    assert sorted(exported) == sorted(
-        [
-            "kbit_abi_version",
-            "kbit_version",
-            "kbit_backend",
-            "kbit_cuda_version",
-            "kbit_cuda_runtime_version",
-            "kbit_sass_archs",
-            "kbit_ptx_archs",
-            "kbit_device_count",
-            "kbit_last_error",
-            "kbit_quantize_blockwise",
-            "kbit_dequantize_blockwise",
-            "kbit_quantize_4bit",
-            "kbit_dequantize_4bit",
-        ]
-    )
+    assert sorted(exported) == sorted(ABI)
     needed = set(re.findall(r"\(NEEDED\).*\[(.+)\]", sh(["readelf", "-d", library])))
     assert not any("cudart" in n or "stdc++" in n for n in needed), needed
+
+
+def configure_cuda(cuda13: Path, build: Path, *defines: str, env: dict[str, str | None] | None = None) -> str:
+    """`cmake -S <repo> -B build -DKBIT_BACKEND=cuda` with the PyPI toolkit; returns the output."""
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed"
+    argv: list[str | Path] = [
+        cmake,
+        "-S",
+        ROOT,
+        "-B",
+        build,
+        "-DKBIT_BACKEND=cuda",
+        f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
+        f"-DCUDAToolkit_ROOT={cuda13}",
+        *defines,
+    ]
+    return sh(argv, env={**no_system_cuda_env(), **(env or {})})
+
+
+def test_cuda_archs_default_per_cuda_major_else_from_cmake_or_cudaarchs(cuda13: Path, tmp_path: Path) -> None:
+    """CMAKE_CUDA_ARCHITECTURES unset: kbit's default for the CUDA major (13.x: SASS 75..120, PTX
+    the highest); CMake's CUDAARCHS environment variable is honoured like the cache variable; a
+    bare arch means SASS and PTX; an arch that is none of 75, 75-real, 120-virtual stops the
+    configure naming the variable. Configure only: kbit writes its manifest at configure time."""
+    configure_cuda(cuda13, tmp_path / "default", env={"CUDAARCHS": None})
+    manifest = read_manifest(tmp_path / "default" / "lib", "kbit_cuda130")
+    assert (manifest["sass"], manifest["ptx"]) == (CUDA13_DEFAULT_SASS, [CUDA13_DEFAULT_SASS[-1]])
+
+    configure_cuda(cuda13, tmp_path / "env", env={"CUDAARCHS": "86-real;90"})
+    manifest = read_manifest(tmp_path / "env" / "lib", "kbit_cuda130")
+    assert (manifest["sass"], manifest["ptx"]) == ([86, 90], [90])
+
+    cmake = shutil.which("cmake")
+    assert cmake
+    argv = [
+        cmake,
+        "-S",
+        ROOT,
+        "-B",
+        tmp_path / "bad",
+        "-DKBIT_BACKEND=cuda",
+        "-DCMAKE_CUDA_ARCHITECTURES=75-real;sm_120",
+    ]
+    proc = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, env={**os.environ, **no_system_cuda_env()}, check=False
+    )
+    assert proc.returncode != 0
+    assert "CUDA arch 'sm_120' in CMAKE_CUDA_ARCHITECTURES" in proc.stdout + proc.stderr
 
 
 def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path, tmp_path: Path) -> None:
@@ -474,21 +628,7 @@ def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path, tmp
     cmake = shutil.which("cmake")
     assert cmake, "cmake is needed"
     build = tmp_path / "build"
-    sh(
-        [
-            cmake,
-            "-S",
-            ROOT,
-            "-B",
-            build,
-            "-DKBIT_BACKEND=cuda",
-            "-DKBIT_CUDA_RUNTIME=shared",
-            "-DKBIT_CUDA_SASS=75",
-            f"-DCMAKE_CUDA_COMPILER={cuda13 / 'bin' / 'nvcc'}",
-            f"-DCUDAToolkit_ROOT={cuda13}",
-        ],
-        env=no_system_cuda_env(),
-    )
+    configure_cuda(cuda13, build, "-DKBIT_CUDA_RUNTIME=shared", "-DCMAKE_CUDA_ARCHITECTURES=75")
     sh([cmake, "--build", build], env=no_system_cuda_env())
     library = build / "lib" / "libkbit_cuda130.so"
     dynamic = sh(["readelf", "-d", library])
@@ -501,95 +641,109 @@ def test_cuda13_shared_runtime_points_at_nvidia_runtime_wheels(cuda13: Path, tmp
     assert newest_glibc(symbol_versions(library)) <= (2, 17)
 
 
-# ----------------------------------------------------------------------------- (c) glibc floor
+# ----------------------------------------------------------------------------- (c) glibc floor, through the toolkit
+
+# A policy older than this host's glibc: the toolkit's toolchain file sends every shared-library
+# link through `zig cc -target x86_64-linux-gnu.2.17` (zig's glibc 2.17 stubs).
+FLOOR_POLICY = "manylinux_2_17"
 
 
-def test_cpu_wheel_through_zig_is_manylinux_2_28_or_older(
+def check_glibc_floor(cell: ToolkitCell, library: Path) -> None:
+    """The library binds no glibc symbol newer than 2.17, needs no libstdc++, and auditwheel rates
+    the cell wheel no newer than kbit's policy."""
+    assert cell.spec.link_glibc == (2, 17), f"this host's glibc is not newer than 2.17: {cell.spec.link_glibc}"
+    versions = symbol_versions(library)
+    assert newest_glibc(versions) <= (2, 17), sorted(versions)
+    assert not any(v.startswith("GLIBCXX") for v in versions), sorted(versions)
+    tag, report = auditwheel_tag(cell.wheel)
+    assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
+    assert "versioned_symbols" in report
+    manifest = read_manifest(library.parent, library.stem[len("lib") :])
+    assert isinstance(manifest["flags"], dict)
+    assert str(manifest["flags"]["written_by"]).startswith("wheelmatrix ")  # rewritten from the binary
+    glibc = manifest["flags"]["glibc"]
+    assert isinstance(glibc, str) and tuple(map(int, glibc.split("."))) == newest_glibc(versions)
+
+
+def test_cpu_cell_through_the_toolkit_needs_glibc_2_17_at_most(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    wheel = build_wheel(
-        tmp_path_factory.mktemp("cpu-zig-wheel"),
-        "cmake.define.KBIT_LINK_GLIBC=2.17",
-        f"cmake.define.KBIT_ZIG={zig_executable()}",
-    )
-    tag, report = auditwheel_tag(wheel)
-    assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
-    library = unpack(wheel, tmp_path) / "libkbit_cpu.so"
-    versions = symbol_versions(library)
-    assert newest_glibc(versions) <= (2, 17), sorted(versions)
-    assert not any(v.startswith("GLIBCXX") for v in versions)
+    cell = toolkit_cell("linux-x86_64-cpu", tmp_path_factory.mktemp("cpu-cell"), policy=FLOOR_POLICY)
+    assert cell.wheel.name == f"kbit-{VERSION}-py3-none-linux_x86_64.whl"
+    library = unpack(cell.wheel, tmp_path) / "libkbit_cpu.so"
+    check_glibc_floor(cell, library)
+    needed = set(re.findall(r"\(NEEDED\).*\[(.+)\]", sh(["readelf", "-d", library])))
+    assert needed <= {"libc.so.6", "ld-linux-x86-64.so.2", "libpthread.so.0"}, needed
+    exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
+    assert exported and all(s.startswith("kbit_") for s in exported), exported
     manifest = read_manifest(library.parent, "kbit_cpu")
-    assert isinstance(manifest["flags"], dict)
-    assert manifest["flags"]["link"] == "zig cc -target x86_64-linux-gnu.2.17"
-    assert load(library).kbit_backend() == b"cpu"
-    assert "versioned_symbols" in report
-
-
-def test_cuda13_wheel_through_zig_is_manylinux_2_28_or_older(
-    cuda13: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
-) -> None:
-    """libcudart_static.a linked on this glibc-2.36 host would need GLIBC_2.34; through zig's
-    glibc-2.17 stubs it needs no newer than 2.17 and still loads and reports its runtime."""
-    build_dir = tmp_path_factory.mktemp("cuda13-zig-build")
-    wheel = build_wheel(
-        tmp_path_factory.mktemp("cuda13-zig-wheel"),
-        *cuda_config(cuda13, build_dir),
-        "cmake.define.KBIT_LINK_GLIBC=2.17",
-        f"cmake.define.KBIT_ZIG={zig_executable()}",
-        env=no_system_cuda_env(),
-    )
-    tag, _ = auditwheel_tag(wheel)
-    assert manylinux_glibc(tag) <= GLIBC_CEILING, tag
-    library = unpack(wheel, tmp_path) / "libkbit_cuda130.so"
-    versions = symbol_versions(library)
-    assert newest_glibc(versions) <= (2, 17), sorted(versions)
-    assert not any(v.startswith("GLIBCXX") for v in versions)
+    assert (manifest["library"], manifest["backend"], manifest["cuda"]) == ("libkbit_cpu.so", "cpu", None)
+    assert (manifest["sass"], manifest["ptx"], manifest["version"]) == ([], [], VERSION)
     lib = load(library)
-    assert 13000 <= lib.kbit_cuda_runtime_version() < 13010
-
-
-# ----------------------------------------------------------------------------- (d) Windows
-
-
-def mingw_tool(name: str) -> str:
-    found = shutil.which(f"x86_64-w64-mingw32-{name}")
-    if found is None:
-        pytest.fail("mingw-w64 is needed: apt-get install -y g++-mingw-w64-x86-64")
-    return found
+    assert lib.kbit_backend() == b"cpu" and lib.kbit_version().decode() == VERSION
 
 
 @pytest.fixture(scope="module")
-def win_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mingw_tool("g++")
-    toolchain = ROOT / "cmake" / "mingw-w64-x86_64.cmake"
-    return build_wheel(
-        tmp_path_factory.mktemp("win-wheel"),
-        f"cmake.args=--toolchain={toolchain}",
-        env={"_PYTHON_HOST_PLATFORM": "win-amd64"},
+def cuda13_cell(cuda13_toolchain: InstalledToolchain, tmp_path_factory: pytest.TempPathFactory) -> ToolkitCell:
+    return toolkit_cell(
+        "linux-x86_64-cuda130",
+        tmp_path_factory.mktemp("cuda13-cell"),
+        policy=FLOOR_POLICY,
+        toolchain=cuda13_toolchain,
+        env=no_system_cuda_env(),
     )
 
 
-def test_mingw_cross_build_gives_a_win_amd64_wheel(win_wheel: Path, tmp_path: Path) -> None:
-    objdump = mingw_tool("objdump")
-    assert win_wheel.name == f"kbit-{VERSION}-py3-none-win_amd64.whl"
-    lib_dir = unpack(win_wheel, tmp_path)
+def test_cuda13_cell_through_the_toolkit_needs_glibc_2_17_at_most(
+    cuda13_cell: ToolkitCell, cuda13_wheel: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """libcudart_static.a linked on this glibc-2.36 host would need GLIBC_2.34; linked by the
+    toolkit through zig's glibc-2.17 stubs it needs no newer than 2.17 and still loads and reports
+    its runtime. The toolkit also compresses the fatbin (CMAKE_CUDA_FLAGS_INIT of its toolchain
+    file): smaller than kbit's plain build of the same archs."""
+    library = unpack(cuda13_cell.wheel, tmp_path / "cell") / "libkbit_cuda130.so"
+    check_glibc_floor(cuda13_cell, library)
+    manifest = read_manifest(library.parent, "kbit_cuda130")
+    assert (manifest["backend"], manifest["cuda"], manifest["runtime"]) == ("cuda", "13.0", "static")
+    assert (manifest["sass"], manifest["ptx"]) == (list(CUDA13_SASS), list(CUDA13_PTX))
+    exported = re.findall(r"\sT\s(\w+)", sh(["nm", "-D", "--defined-only", library]))
+    assert sorted(exported) == sorted(ABI)
+    lib = load(library)
+    assert 13000 <= lib.kbit_cuda_runtime_version() < 13010
+    assert lib.kbit_sass_archs().decode() == ";".join(map(str, CUDA13_SASS))
+    assert lib.kbit_ptx_archs().decode() == ";".join(map(str, CUDA13_PTX))
+    plain = unpack(cuda13_wheel[0], tmp_path / "plain") / "libkbit_cuda130.so"
+    compressed, uncompressed = section_size(library, ".nv_fatbin"), section_size(plain, ".nv_fatbin")
+    assert 0 < compressed < uncompressed / 2, (compressed, uncompressed)
+
+
+# ----------------------------------------------------------------------------- (d) Windows, through the toolkit
+
+
+@pytest.fixture(scope="module")
+def win_cell(tmp_path_factory: pytest.TempPathFactory) -> ToolkitCell:
+    """The windows-x86_64 CPU cell, cross-built here by the toolkit with zig (x86_64-windows-gnu)."""
+    return toolkit_cell("windows-x86_64-cpu", tmp_path_factory.mktemp("win-cell"))
+
+
+def test_windows_cpu_cell_is_cross_built_into_a_win_amd64_wheel(win_cell: ToolkitCell, tmp_path: Path) -> None:
+    """The DLL exports the ABI and imports Windows' own DLLs only (KERNEL32 and the UCRT's
+    api-ms-win-crt-*): no libgcc_s, libstdc++, libwinpthread or msvcrt to ship beside it."""
+    assert win_cell.spec.cross == "x86_64-windows-gnu"
+    assert win_cell.wheel.name == f"kbit-{VERSION}-py3-none-win_amd64.whl"
+    lib_dir = unpack(win_cell.wheel, tmp_path)
     manifest = read_manifest(lib_dir, "kbit_cpu")
     assert manifest["library"] == "libkbit_cpu.dll" and manifest["backend"] == "cpu"
-    dump = sh([objdump, "-p", lib_dir / "libkbit_cpu.dll"])
+    assert (manifest["sass"], manifest["ptx"], manifest["version"]) == ([], [], VERSION)
+    dump = sh(["objdump", "-p", lib_dir / "libkbit_cpu.dll"])  # binutils reads pei-x86-64 on any host
     assert "pei-x86-64" in dump
     exports = set(re.findall(r"^\s*\[\s*\d+\]\s+(kbit_\w+)$", dump, re.MULTILINE))
-    assert {
-        "kbit_quantize_blockwise",
-        "kbit_dequantize_blockwise",
-        "kbit_quantize_4bit",
-        "kbit_dequantize_4bit",
-        "kbit_version",
-        "kbit_backend",
-        "kbit_last_error",
-    } <= exports
+    assert exports == ABI, exports ^ ABI
     imports = {d.lower() for d in re.findall(r"DLL Name: (\S+)", dump)}
-    # the GCC runtime is linked in: nothing to ship beside the DLL but Windows' own
-    assert imports <= {"kernel32.dll", "msvcrt.dll"} | {i for i in imports if i.startswith("api-ms-win-")}, imports
+    assert "kernel32.dll" in imports
+    assert imports <= {"kernel32.dll"} | {i for i in imports if i.startswith("api-ms-win-crt-")}, imports
+    assert isinstance(manifest["flags"], dict)
+    assert {str(n).lower() for n in manifest["flags"]["needed"]} == imports  # read by the toolkit alike
 
 
 WINE_DRIVER = r"""
@@ -657,25 +811,30 @@ def _linux_reference_stream(lib: ctypes.CDLL, x: np.ndarray) -> bytes:
 @pytest.mark.parametrize(
     "env", [{}, {"KBIT_CPU_PORTABLE": "1"}, {"KBIT_NUM_THREADS": "1"}], ids=["default", "portable", "one-thread"]
 )
-def test_mingw_dll_runs_under_wine_like_the_linux_library(
-    win_wheel: Path, cpu_wheel: Path, tmp_path: Path, env: dict[str, str]
+def test_windows_dll_runs_under_wine_like_the_linux_library(
+    win_cell: ToolkitCell, cpu_wheel: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """The cross-built DLL really runs (wine 64-bit, a real Windows loader and threads) and gives
-    byte-identical codes, absmax and values to the Linux library: 8-bit and 4-bit, float32,
-    float16 and bfloat16 paths, multithreaded and not, F16C and portable."""
+    """The cross-built DLL really runs (wine 64-bit, a real Windows loader, the UCRT and threads)
+    and gives byte-identical codes, absmax and values to the Linux library: 8-bit and 4-bit,
+    float32, float16 and bfloat16 paths, multithreaded and not, F16C and portable. The driver is
+    cross-compiled with the same zig target as the DLL (also where wine is absent, then skipped)."""
+    (tmp_path / "driver.c").write_text(WINE_DRIVER)
+    driver = tmp_path / "driver.exe"
+    sh([zig_executable(), "cc", "-target", "x86_64-windows-gnu", "-O1", "-o", driver, tmp_path / "driver.c"])
+    assert "pei-x86-64" in sh(["objdump", "-p", driver])
     wine = shutil.which("wine64") or shutil.which("/usr/lib/wine/wine64") or shutil.which("wine")
     if wine is None:
-        pytest.fail("wine is needed to run the Windows DLL: apt-get install -y --no-install-recommends wine64")
-    (tmp_path / "driver.c").write_text(WINE_DRIVER)
-    sh([mingw_tool("gcc"), "-O1", "-o", tmp_path / "driver.exe", tmp_path / "driver.c"])
-    dll = unpack(win_wheel, tmp_path / "win") / "libkbit_cpu.dll"
+        pytest.skip(
+            "wine is not installed, so the DLL cannot run here: apt-get install -y --no-install-recommends wine64"
+        )
+    dll = unpack(win_cell.wheel, tmp_path / "win") / "libkbit_cpu.dll"
     lib = load(unpack(cpu_wheel, tmp_path / "linux") / "libkbit_cpu.so")
     n = 300_001  # several threads' worth, odd
     x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
     x[[3, 7, 11]] = [np.nan, np.inf, -np.inf]
     x.tofile(tmp_path / "x.bin")
     out = sh(
-        [wine, tmp_path / "driver.exe", dll, str(n), tmp_path / "x.bin", tmp_path / "out.bin"],
+        [wine, driver, dll, str(n), tmp_path / "x.bin", tmp_path / "out.bin"],
         env={"WINEDEBUG": "-all", "WINEPREFIX": str(tmp_path / "wineprefix"), **env},
         timeout=600,
     )
