@@ -127,6 +127,29 @@ def _included(matrix: Matrix, platform: str, variant: str) -> tuple[bool, Exclud
     return verdict
 
 
+# zig targets of the CPU cells a host cross-builds: (platform, host platform) -> target pattern
+# ({glibc} is the policy's glibc, {macos} the policy's minimum macOS)
+_CROSS_TARGETS = {
+    ("windows-x86_64", "linux-x86_64"): "x86_64-windows-gnu",
+    ("linux-aarch64", "linux-x86_64"): "aarch64-linux-gnu.{glibc}",
+    ("macos-arm64", "linux-x86_64"): "aarch64-macos.{macos}",
+}
+_MACOS_POLICY = re.compile(r"^macosx_(\d+)_(\d+)_\w+$")
+
+
+def cross_target(platform: PlatformSpec, host_platform: str) -> str | None:
+    """The zig target that cross-builds ``platform``'s CPU cells on ``host_platform``, or None."""
+    pattern = _CROSS_TARGETS.get((platform.name, host_platform))
+    if pattern is None:
+        return None
+    glibc = _MANYLINUX.match(platform.policy)
+    macos = _MACOS_POLICY.match(platform.policy)
+    return pattern.format(
+        glibc=f"{glibc.group(1)}.{glibc.group(2)}" if glibc else "2.17",
+        macos=f"{macos.group(1)}.{macos.group(2)}" if macos else "11.0",
+    )
+
+
 def _other_runner(platform: PlatformSpec) -> str:
     kind = {"linux": "a " + platform.name, "windows": "a Windows", "macos": "a macOS"}[platform.os]
     return f"needs {kind} runner ({platform.runner}); CI builds it"
@@ -137,9 +160,10 @@ def _cpu_cell(platform: PlatformSpec, host: Host) -> tuple[bool, str]:
         if host.has_c_compiler:
             return True, "CPU library with the host C++ compiler"
         return False, "no C/C++ compiler on this host: install g++ (or set CXX)"
-    if platform.name == "windows-x86_64" and host.platform == "linux-x86_64":
+    target = cross_target(platform, host.platform)
+    if target is not None:
         if host.has_zig:
-            return True, "CPU library cross-built with zig (x86_64-windows-gnu)"
+            return True, f"CPU library cross-built with zig ({target})"
         return False, "pip install ziglang (wheelmatrix[build]) to cross-build it here; " + _other_runner(platform)
     return False, _other_runner(platform)
 
@@ -191,8 +215,6 @@ def make_plan(matrix: Matrix, host: Host) -> Plan:
 
 PLAN_SCHEMA_VERSION = 2
 
-_CROSS_TARGETS = {("windows-x86_64", "linux-x86_64"): "x86_64-windows-gnu"}
-
 
 def _format(template: str, fields: dict[str, str]) -> str:
     return template.format(**fields)
@@ -226,7 +248,7 @@ def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpe
     link_glibc: tuple[int, int] | None = None
     host_platform = host.platform if host is not None else platform.name
     m = _MANYLINUX.match(platform.policy)
-    if platform.os == "linux" and m and host is not None and host.glibc is not None:
+    if platform.os == "linux" and m and host is not None and host.glibc is not None and host_platform == platform.name:
         floor = (int(m.group(1)), int(m.group(2)))
         if floor < host.glibc:
             link_glibc = floor
@@ -241,7 +263,7 @@ def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpe
         library=platform.library_pattern.format(name=stem),
         defines=tuple(defines.items()),
         link_glibc=link_glibc,
-        cross=_CROSS_TARGETS.get((platform.name, host_platform)),
+        cross=cross_target(platform, host_platform) if host_platform != platform.name else None,
         cuda_libraries=matrix.packaging.cuda_libraries,
         buildable=cell.buildable,
         reason=cell.reason,

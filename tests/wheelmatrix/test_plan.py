@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,8 @@ def test_release_plan_on_this_kind_of_host() -> None:
         "linux-x86_64-cuda130",
         "linux-x86_64-cuda132",
         "windows-x86_64-cpu",
+        "linux-aarch64-cpu",
+        "macos-arm64-cpu",
     }
     reasons = {c.id: c.reason for c in plan.cells}
     assert reasons["windows-x86_64-cuda124"] == "CUDA on Windows needs a Windows runner (windows-2022); CI builds it"
@@ -40,7 +43,9 @@ def test_release_plan_on_this_kind_of_host() -> None:
         "CUDA 12.8: no toolchain source on this host (no system CUDA at /usr/local/cuda-12.8); CI builds it"
     )
     assert reasons["windows-x86_64-cpu"] == "CPU library cross-built with zig (x86_64-windows-gnu)"
-    assert reasons["macos-arm64-cpu"] == "needs a macOS runner (macos-14); CI builds it"
+    assert reasons["macos-arm64-cpu"] == "CPU library cross-built with zig (aarch64-macos.11.0)"
+    assert reasons["linux-aarch64-cpu"] == "CPU library cross-built with zig (aarch64-linux-gnu.2.28)"
+    assert reasons["linux-aarch64-cuda130"] == "needs a linux-aarch64 runner (ubuntu-24.04-arm); CI builds it"
     assert reasons["linux-x86_64-cuda118"] == "CUDA 11.8 from Debian bookworm (non-free)"
     assert {(e.platform, e.variant) for e in plan.excluded} == {
         ("macos-arm64", v) for v in ("cuda118", "cuda124", "cuda128", "cuda130", "cuda132")
@@ -56,8 +61,9 @@ def test_cell_carries_archs_and_toolchain() -> None:
     assert cell.toolchain is not None and cell.toolchain.describe() == "debian:bookworm"
 
 
-def test_without_zig_the_windows_cpu_cell_says_how() -> None:
-    cell = release_plan(linux_host(zig=False)).cell("windows-x86_64-cpu")
+@pytest.mark.parametrize("cell_id", ["windows-x86_64-cpu", "linux-aarch64-cpu", "macos-arm64-cpu"])
+def test_without_zig_the_cross_built_cells_say_how(cell_id: str) -> None:
+    cell = release_plan(linux_host(zig=False)).cell(cell_id)
     assert not cell.buildable
     assert cell.reason.startswith("pip install ziglang (wheelmatrix[build]) to cross-build it here")
 

@@ -59,6 +59,8 @@ class Linux:
     os = "linux"
 
     def toolchain_file(self, spec: BuildSpec, tools: Path) -> list[str]:
+        if spec.cross is not None:  # another architecture: zig compiles and links, for the policy's glibc
+            return zig.cross_lines(spec, tools, "Linux", _ZIG_ARCH[spec.platform.wheel_arch])
         if spec.link_glibc is None:
             return ["# the host's compilers and linker: the host glibc is not newer than the policy's"]
         arch = _ZIG_ARCH[spec.platform.wheel_arch]
@@ -71,9 +73,13 @@ class Linux:
         ]
 
     def env(self, spec: BuildSpec) -> dict[str, str]:
+        if spec.cross is not None:
+            return {"_PYTHON_HOST_PLATFORM": f"linux-{spec.platform.wheel_arch}"}  # the wheel tag of a cross build
         return {}
 
     def identity(self, spec: BuildSpec) -> str:
+        if spec.cross is not None:
+            return f"zig {zig.zig_version()} for {spec.cross}"
         line = _compiler_line("c++")
         if spec.link_glibc is not None:
             line += f"; linked by zig {zig.zig_version()} for glibc {spec.link_glibc[0]}.{spec.link_glibc[1]}"

@@ -12,39 +12,18 @@ from wheelmatrix.platforms import zig
 from wheelmatrix.stages.repair import Repaired, repair_windows
 
 
-def cross_lines(spec: BuildSpec, tools: Path, system: str, processor: str) -> list[str]:
-    """A CMake cross toolchain whose compilers are zig for ``spec.cross``."""
-    assert spec.cross is not None
-    z = zig.zig()
-    cc = zig.wrapper(tools, "zig-cc", [z, "cc", "-target", spec.cross])
-    cxx = zig.wrapper(tools, "zig-c++", [z, "c++", "-target", spec.cross])
-    ar = zig.wrapper(tools, "zig-ar", [z, "ar"])
-    ranlib = zig.wrapper(tools, "zig-ranlib", [z, "ranlib"])
-    return [
-        f"# cross build for {spec.cross} with zig {zig.zig_version()}",
-        f"set(CMAKE_SYSTEM_NAME {system})",
-        f"set(CMAKE_SYSTEM_PROCESSOR {processor})",
-        f'set(CMAKE_C_COMPILER "{cc}")',
-        f'set(CMAKE_CXX_COMPILER "{cxx}")',
-        f'set(CMAKE_AR "{ar}" CACHE FILEPATH "")',
-        f'set(CMAKE_RANLIB "{ranlib}" CACHE FILEPATH "")',
-        "# stripped, no PDB: its GUID, recorded in the DLL, would differ on every link (reproducibility)",
-        'set(CMAKE_SHARED_LINKER_FLAGS_INIT "-s")',
-        'set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s")',
-        "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
-        "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
-        "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
-        "set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)",
-    ]
-
-
 class Windows:
     os = "windows"
 
     def toolchain_file(self, spec: BuildSpec, tools: Path) -> list[str]:
         if spec.cross is None:
             return ["# a native Windows build: the host's compilers"]
-        return cross_lines(spec, tools, "Windows", "AMD64")
+        return [
+            *zig.cross_lines(spec, tools, "Windows", "AMD64"),
+            "# stripped, no PDB: its GUID, recorded in the DLL, would differ on every link (reproducibility)",
+            'set(CMAKE_SHARED_LINKER_FLAGS_INIT "-s")',
+            'set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s")',
+        ]
 
     def env(self, spec: BuildSpec) -> dict[str, str]:
         return {"_PYTHON_HOST_PLATFORM": "win-amd64"} if spec.cross is not None else {}

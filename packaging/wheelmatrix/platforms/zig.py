@@ -14,8 +14,12 @@ import stat
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelmatrix.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from wheelmatrix.plan import BuildSpec
 
 ZIG_FIX = "pip install 'wheelmatrix[build]' (it brings ziglang)"
 
@@ -60,3 +64,26 @@ def wrapper(folder: Path, name: str, argv: list[str], *, after: tuple[str, ...] 
     path.write_text(f'#!/bin/sh\nexec {quote(argv)} "$@" {quote(after)}\n'.replace(" \n", "\n"))
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+def cross_lines(spec: BuildSpec, tools: Path, system: str, processor: str) -> list[str]:
+    """A CMake cross toolchain whose compilers are zig for ``spec.cross``."""
+    assert spec.cross is not None
+    z = zig()
+    cc = wrapper(tools, "zig-cc", [z, "cc", "-target", spec.cross])
+    cxx = wrapper(tools, "zig-c++", [z, "c++", "-target", spec.cross])
+    ar = wrapper(tools, "zig-ar", [z, "ar"])
+    ranlib = wrapper(tools, "zig-ranlib", [z, "ranlib"])
+    return [
+        f"# cross build for {spec.cross} with zig {zig_version()}",
+        f"set(CMAKE_SYSTEM_NAME {system})",
+        f"set(CMAKE_SYSTEM_PROCESSOR {processor})",
+        f'set(CMAKE_C_COMPILER "{cc}")',
+        f'set(CMAKE_CXX_COMPILER "{cxx}")',
+        f'set(CMAKE_AR "{ar}" CACHE FILEPATH "")',
+        f'set(CMAKE_RANLIB "{ranlib}" CACHE FILEPATH "")',
+        "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)",
+        "set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)",
+    ]

