@@ -35,11 +35,13 @@ TEST_DEPS = [
 
 
 # What the tests need beyond PyPI, from the distribution's packages: (command or file that shows it
-# is there, Debian package). wine64 runs the cross-built Windows DLL, qemu-user the aarch64 library,
+# is there, Debian package). wine64 runs the cross-built Windows DLL, qemu-user (with the aarch64
+# glibc of libc6-arm64-cross) the aarch64 library,
 # gpg/gpgv and the keyring serve the local Debian mirror of the toolchain tests.
 SYSTEM_PACKAGES = (
     ("wine64", "wine64"),
     ("qemu-aarch64", "qemu-user"),
+    ("/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1", "libc6-arm64-cross"),  # qemu's aarch64 glibc
     ("gpg", "gpg"),
     ("gpgv", "gpgv"),
     ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
