@@ -7,8 +7,8 @@ so downloads are reported by the toolchain stage, not here):
   parallel cells;
 * no-op rebuild (every cell served from the cache) and assemble + repair;
 * the share of wall time spent outside compilers and linkers: every compiler and linker call
-  goes through a timing launcher (CMAKE_<LANG>_COMPILER_LAUNCHER / _LINKER_LAUNCHER, and the zig
-  link through KBIT_ZIG), the union of those intervals is "compiling", the rest of the cell
+  goes through a timing launcher (CMAKE_<LANG>_COMPILER_LAUNCHER / _LINKER_LAUNCHER, which CMake
+  also puts before the toolchain file's zig link rule), the union of those intervals is "compiling", the rest of the cell
   build's wall time is overhead (build isolation, CMake configure, scikit-build-core, packing).
 
 Usage: python benchmarks/bench_build.py [--matrix matrix.toml] [--out bench-build.json]
@@ -69,20 +69,15 @@ def cold_build(matrix_path: Path, jobs: int, tmp: Path) -> dict[str, object]:
         for lang in ("C", "CXX", "CUDA")
         for kind in ("COMPILER", "LINKER")
     ]
-    real_zig = cells_mod.zig_command
-    cells_mod.zig_command = lambda: f"{timer};{real_zig()}"  # the zig link, timed too
     lock = toolchains.lock_path_of(matrix)
 
     def provide(spec: CudaSpec) -> cells_mod.Toolchain:
         return toolchains.provide(spec, lock_path=lock if lock.is_file() else None, offline=True)
 
-    try:
-        options = BuildOptions(work=tmp / "work", cache=None, jobs=jobs, timeout=3600, extra_settings=tuple(launch))
-        start = time.monotonic()
-        results = build_cells(matrix, list(plan.cells), options, provide)
-        wall = time.monotonic() - start
-    finally:
-        cells_mod.zig_command = real_zig
+    options = BuildOptions(work=tmp / "work", cache=None, jobs=jobs, timeout=3600, extra_settings=tuple(launch))
+    start = time.monotonic()
+    results = build_cells(plan.build_specs(), options, provide)
+    wall = time.monotonic() - start
     failed = [r.cell_id for r in results if r.status == "failed"]
     if failed:
         raise SystemExit(f"cells failed: {failed}; logs under {tmp / 'work' / 'cells'}")
@@ -109,9 +104,9 @@ def noop_and_assemble(matrix_path: Path, tmp: Path) -> dict[str, object]:
         return toolchains.provide(spec, lock_path=lock if lock.is_file() else None, offline=True)
 
     options = BuildOptions(work=tmp / "work", cache=tmp / "cache", jobs=1, timeout=3600)
-    build_cells(matrix, list(plan.cells), options, provide)  # fills the cache
+    build_cells(plan.build_specs(), options, provide)  # fills the cache
     start = time.monotonic()
-    results = build_cells(matrix, list(plan.cells), options, provide)
+    results = build_cells(plan.build_specs(), options, provide)
     noop = time.monotonic() - start
     assert all(r.status in ("cached", "skipped") for r in results), [r.status for r in results]
     cells = [CellWheel(r.cell_id, r.platform, r.variant, Path(r.wheel or "")) for r in results if r.ok]
