@@ -26,12 +26,12 @@ from pathlib import Path
 
 from wheelmatrix import host as host_mod
 from wheelmatrix import toolchains
-from wheelmatrix.stages import cells as cells_mod
-from wheelmatrix.stages.assemble import CellWheel, assemble_all
-from wheelmatrix.stages.cells import BuildOptions, build_cells
 from wheelmatrix.config import load_matrix
 from wheelmatrix.model import CudaSpec
 from wheelmatrix.plan import make_plan
+from wheelmatrix.stages import cells as cells_mod
+from wheelmatrix.stages.assemble import CellWheel, assemble_all
+from wheelmatrix.stages.cells import BuildOptions, build_cells
 
 TIMER = """#!/bin/sh
 start=$(date +%s.%N)
