@@ -31,6 +31,7 @@ from wheelmatrix.model import (
     PLATFORMS,
     Backend,
     BuildContract,
+    CheckSpec,
     Component,
     CudaFacts,
     CudaSpec,
@@ -302,6 +303,7 @@ class _Resolver:
             publish=publish,
             toolchain_lock=self.path.parent / "toolchains.lock",
             build=build,
+            check=self.check(python),
         )
 
     def project(self) -> Project:
@@ -340,6 +342,16 @@ class _Resolver:
             exclude=p.exclude,
             include=p.include,
         )
+
+    def check(self, python: tuple[str, ...]) -> CheckSpec:
+        c = self.raw.check
+        for i, version in enumerate(c.python):
+            if version not in python:
+                self.fail(["check", "python", i], f"{_quote(version)} is not one of matrix.python",
+                          f"use one of {', '.join(python)}")  # fmt: skip
+        if c.smoke and not c.smoke[0]:
+            self.fail(["check", "smoke", 0], "is empty", 'name the program, e.g. ["python", "-m", "mykernels"]')
+        return CheckSpec(smoke=c.smoke, python=c.python)
 
     def build(self) -> BuildContract:
         b = self.raw.build

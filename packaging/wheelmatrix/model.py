@@ -231,6 +231,12 @@ class BuildContract:
 
 
 @dataclass(frozen=True)
+class CheckSpec:
+    smoke: tuple[str, ...] = ()  # argv; "python" is the venv's interpreter; empty: import the package
+    python: tuple[str, ...] = ()  # Pythons of the install check; empty: matrix.python
+
+
+@dataclass(frozen=True)
 class Matrix:
     path: Path
     project: Project
@@ -242,6 +248,7 @@ class Matrix:
     publish: tuple[PublishStage, ...]
     toolchain_lock: Path = field(default=Path("toolchains.lock"))
     build: BuildContract = field(default_factory=BuildContract)
+    check: CheckSpec = field(default_factory=CheckSpec)
 
     def cuda_spec(self, version: CudaVersion | str) -> CudaSpec:
         v = CudaVersion.parse(version) if isinstance(version, str) else version

@@ -189,6 +189,21 @@ DEFAULT_PUBLISH: tuple[PublishTable, ...] = (
 
 
 @dataclass(frozen=True)
+class CheckTable:
+    smoke: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            'The project\'s smoke command, run in a fresh venv where each wheel was installed (e.g. ["python", '
+            '"-m", "mykernels", "--json"]); "python" is that venv\'s interpreter. Empty: the import package is imported.'
+        ),
+    )
+    python: tuple[str, ...] = field(
+        default=(),
+        metadata=doc("Pythons the install check runs on (default: every one of matrix.python this host has)."),
+    )
+
+
+@dataclass(frozen=True)
 class MatrixFile:
     """The whole ``matrix.toml``."""
 
@@ -206,3 +221,4 @@ class MatrixFile:
     publish: tuple[PublishTable, ...] = field(
         default=DEFAULT_PUBLISH, metadata=doc("Publish stages, in order (default: testpypi then pypi).")
     )
+    check: CheckTable = field(default_factory=CheckTable, metadata=doc("What `wheelmatrix check` runs."))
