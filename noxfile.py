@@ -37,7 +37,8 @@ TEST_DEPS = [
 # What the tests need beyond PyPI, from the distribution's packages: (command or file that shows it
 # is there, Debian package). wine64 runs the cross-built Windows DLL, qemu-user (with the aarch64
 # glibc of libc6-arm64-cross) the aarch64 library,
-# gpg/gpgv and the keyring serve the local Debian mirror of the toolchain tests.
+# gpg/gpgv and the keyring serve the local Debian mirror of the toolchain tests, chromium renders
+# the release report.
 SYSTEM_PACKAGES = (
     ("wine64", "wine64"),
     ("qemu-aarch64", "qemu-user"),
@@ -46,6 +47,7 @@ SYSTEM_PACKAGES = (
     ("gpgv", "gpgv"),
     ("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring"),
     ("c++", "g++"),
+    ("chromium", "chromium"),  # renders dist/report.html headless in the check stage's tests
 )
 
 
