@@ -182,7 +182,8 @@ def _list(matrix: Matrix, cache: toolchains.Cache, fmt: str) -> int:
         extra = r.nvcc or (r.reason or "")
         if not r.needed:
             extra = f"(this matrix does not pin it; `prune` removes it unless another project pins it) {r.entry}"
-        print(f"{r.version:<6} {r.source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
+        source = r.source + (f" +{','.join(r.components)}" if r.components else "")
+        print(f"{r.version:<6} {source:<30} {'yes' if r.locked else 'no':<7} {state:<12} {size:>10}  {extra}")
     print(f"cache: {cache.root}")
     if signatures:
         print(f"Debian archive ({debian.mirror()}): InRelease signatures checked with {gpgv} against {keyring}")
