@@ -21,6 +21,7 @@ from wheelmatrix.errors import ExitCode, WheelmatrixError
 COMMANDS: dict[str, str] = {
     "build": "wheelmatrix.commands.build",
     "assemble": "wheelmatrix.commands.assemble",
+    "check": "wheelmatrix.commands.check",
     "plan": "wheelmatrix.commands.plan",
     "schema": "wheelmatrix.commands.schema",
     "toolchain": "wheelmatrix.commands.toolchain",

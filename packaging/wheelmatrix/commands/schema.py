@@ -1,4 +1,5 @@
-"""``wheelmatrix schema``: print a JSON Schema (matrix.toml, the plan document, the GitHub matrix)."""
+"""``wheelmatrix schema``: print a JSON Schema (matrix.toml, the plan document, the GitHub matrix,
+the build record, the check report)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import argparse
 from wheelmatrix import schema
 from wheelmatrix.stages import record
 
-HELP = "print the JSON Schema of matrix.toml, the plan document, the GitHub matrix or the build record"
+HELP = "print the JSON Schema of matrix.toml, the plan, the GitHub matrix, the build record or the check report"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", choices=(*schema.SCHEMAS, "build-record"), nargs="?", default="matrix")
+    parser.add_argument("name", choices=(*schema.SCHEMAS, "build-record", "check-report"), nargs="?", default="matrix")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.name == "build-record":
         doc = record.SCHEMA
+    elif args.name == "matrix":
+        doc = schema.matrix_schema()
     else:
-        doc = schema.matrix_schema() if args.name == "matrix" else schema.committed(args.name)
+        doc = schema.committed(args.name)
     print(schema.render(doc), end="")
     return 0
