@@ -74,6 +74,9 @@ class MacOS:
             *zig.cross_lines(spec, tools, "Darwin", "arm64"),
             f'set(CMAKE_OSX_DEPLOYMENT_TARGET "{major}.{minor}" CACHE STRING "")',
             'set(CMAKE_OSX_SYSROOT "" CACHE PATH "")  # zig brings the SDK stubs: no xcrun here',
+            "# stripped: the debug map would name this machine's object files (build paths in the wheel)",
+            'set(CMAKE_SHARED_LINKER_FLAGS_INIT "-s")',
+            'set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s")',
         ]
 
     def env(self, spec: BuildSpec) -> dict[str, str]:
