@@ -606,17 +606,14 @@ _LEFTOVER_DIRS = frozenset({"CMakeFiles", ".git", ".pytest_cache", ".mypy_cache"
 _TEST_DIRS = frozenset({"tests", "test", "testing"})
 # temporary build folders of pip and pypa/build: present on every machine, never in a wheel
 _BUILD_TEMP = (b"/tmp/pip-build-env-", b"/tmp/build-env-", b"/tmp/pip-req-build-", b"/tmp/pip-install-")
-# (what, literal prefix to find fast, the pattern that confirms it); tokens are never printed whole
-_SECRETS: tuple[tuple[str, bytes, re.Pattern[bytes]], ...] = (
-    ("a PyPI API token", b"pypi-AgE", re.compile(rb"pypi-AgE[A-Za-z0-9_-]{50,}")),
-    *(
-        ("a GitHub token", p, re.compile(re.escape(p) + rb"[A-Za-z0-9]{36,251}"))
-        for p in (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_")
-    ),
-    ("a GitHub fine-grained token", b"github_pat_", re.compile(rb"github_pat_[A-Za-z0-9_]{22,255}")),
-    ("an AWS access key id", b"AKIA", re.compile(rb"AKIA[0-9A-Z]{16}(?![0-9A-Z])")),
-    ("an AWS access key id", b"ASIA", re.compile(rb"ASIA[0-9A-Z]{16}(?![0-9A-Z])")),
-    ("a private key", b"PRIVATE KEY-----", re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+# (what, pattern): each pattern starts with a literal or a narrow prefix, so a search over 100 MiB
+# costs one fast scan; tokens are never printed whole
+_SECRETS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("a PyPI API token", re.compile(rb"pypi-AgE[A-Za-z0-9_-]{50,}")),
+    ("a GitHub token", re.compile(rb"gh[pousr]_[A-Za-z0-9]{36,251}")),
+    ("a GitHub fine-grained token", re.compile(rb"github_pat_[A-Za-z0-9_]{22,255}")),
+    ("an AWS access key id", re.compile(rb"A[KS]IA[0-9A-Z]{16}(?![0-9A-Z])")),
+    ("a private key", re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
 )
 
 
@@ -631,29 +628,31 @@ def _printable_around(blob: bytes | memoryview, at: int, limit: int = 160) -> st
     return bytes(blob[start:end]).decode("ascii", "replace")
 
 
-def find_build_paths(blob: bytes, needles: Sequence[bytes]) -> list[str]:
-    """The strings in ``blob`` that hold one of ``needles`` (absolute paths of this machine)."""
+def build_path_pattern(needles: Sequence[bytes]) -> re.Pattern[bytes]:
+    """One pattern over ``needles`` (absolute paths all starting with "/": one fast scan)."""
+    return re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)))
+
+
+def find_build_paths(blob: bytes, pattern: re.Pattern[bytes], limit: int = 3) -> list[str]:
+    """The strings in ``blob`` that hold a match of ``pattern`` (absolute paths of this machine)."""
     found: list[str] = []
-    for needle in needles:
-        at = blob.find(needle)
-        if at >= 0:
-            found.append(_printable_around(blob, at))
+    for m in pattern.finditer(blob):
+        text = _printable_around(blob, m.start())
+        if text not in found:
+            found.append(text)
+        if len(found) >= limit:
+            break
     return found
 
 
 def find_secrets(blob: bytes) -> list[str]:
     """What kinds of credential ``blob`` holds, each with a redacted sample."""
     found: list[str] = []
-    for what, prefix, pattern in _SECRETS:
-        at = blob.find(prefix)
-        while at >= 0:
-            window = blob[max(0, at - 48) : at + 300]
-            m = pattern.search(window)
-            if m is not None:
-                token = m.group(0).decode("ascii", "replace")
-                found.append(f"{what} ({token[:10]}…, {len(token)} characters)")
-                break
-            at = blob.find(prefix, at + 1)
+    for what, pattern in _SECRETS:
+        m = pattern.search(blob)
+        if m is not None:
+            token = m.group(0).decode("ascii", "replace")
+            found.append(f"{what} ({token[:10]}…, {len(token)} characters)")
     return found
 
 
@@ -773,6 +772,7 @@ class _Context:
     matrix: Matrix
     build_paths: tuple[bytes, ...]  # absolute paths of this machine that must not reach a wheel
     pythons: tuple[str, ...]
+    build_path_re: re.Pattern[bytes] = field(default=re.compile(b"(?!)"), compare=False)
 
 
 def _context(matrix: Matrix, work: Path | None) -> _Context:
@@ -786,7 +786,8 @@ def _context(matrix: Matrix, work: Path | None) -> _Context:
     paths = sorted(set(paths), key=len)
     # a path inside another one is found through the shorter
     kept = [p for p in paths if not any(p != q and p.startswith(q + b"/") for q in paths)]
-    return _Context(matrix, (*kept, *_BUILD_TEMP), tuple(matrix.check.python or matrix.python))
+    needles = (*kept, *_BUILD_TEMP)
+    return _Context(matrix, needles, tuple(matrix.check.python or matrix.python), build_path_pattern(needles))
 
 
 def _tool_versions() -> dict[str, str | None]:
@@ -837,7 +838,6 @@ class _Static:
     libraries: list[LibraryReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     readable: bool = False  # a ZIP the external tools can be run on
-    elf: bool = False  # holds ELF binaries (auditwheel rates it)
     requires_python: str | None = None
     requires: list[str] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)
@@ -859,7 +859,6 @@ class _Static:
             "libraries": [lib.to_json() for lib in self.libraries],
             "notes": self.notes,
             "readable": self.readable,
-            "elf": self.elf,
             "requires_python": self.requires_python,
             "requires": self.requires,
             "extras": self.extras,
@@ -880,7 +879,6 @@ class _Static:
             libraries=[LibraryReport.from_json(lib) for lib in doc["libraries"]],
             notes=list(doc["notes"]),
             readable=bool(doc["readable"]),
-            elf=bool(doc["elf"]),
             requires_python=doc["requires_python"],
             requires=list(doc["requires"]),
             extras=list(doc["extras"]),
@@ -1126,7 +1124,7 @@ def _check_hygiene(st: _Static, ctx: _Context, entries: Sequence[tuple[str, byte
     paths: dict[str, list[str]] = {}
     secrets: list[str] = []
     for n, blob in entries:
-        for text in find_build_paths(blob, ctx.build_paths):
+        for text in find_build_paths(blob, ctx.build_path_re):
             paths.setdefault(n, []).append(text)
         secrets += [f"{n}: {s}" for s in find_secrets(blob)]
     if paths:
@@ -1173,8 +1171,6 @@ def _check_binaries(
         except binaries.BinaryError as exc:
             st.add("WM406", exc.message, exc.fix or _REBUILD)
             continue
-        if info.format == "elf":
-            st.elf = True
         if spec is not None:
             want = {"linux": "elf", "windows": "pe", "macos": "macho"}[spec.os]
             arch = {"amd64": "x86_64"}.get(spec.wheel_arch, spec.wheel_arch)
@@ -1348,6 +1344,21 @@ def _check_library(
         )
 
 
+def platform_spec_of(ctx: _Context, target: _Target) -> PlatformSpec | None:
+    """The matrix platform of a wheel: the build record's, else the one its tag names."""
+    entry = target.entry
+    if entry is not None and entry.get("platform"):
+        try:
+            return ctx.matrix.platform(str(entry["platform"]))
+        except KeyError:
+            return None
+    try:
+        tags = parse_wheel_filename(target.path.name)[3]
+    except InvalidWheelFilename:
+        return None
+    return platform_of_tag(ctx.matrix, sorted(t.platform for t in tags)[0])
+
+
 def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
     """Every in-process check of one wheel (the external tools run beside it)."""
     path = target.path
@@ -1358,14 +1369,7 @@ def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
         tag_text = parse_wheel_filename(path.name)[3]
     platform_tag = sorted(t.platform for t in tag_text)[0] if tag_text else None
     joined_tag = ".".join(sorted({t.platform for t in tag_text})) if tag_text else None
-    spec: PlatformSpec | None = None
-    if entry is not None and entry.get("platform"):
-        try:
-            spec = ctx.matrix.platform(str(entry["platform"]))
-        except KeyError:
-            spec = None
-    elif platform_tag is not None:
-        spec = platform_of_tag(ctx.matrix, platform_tag)
+    spec = platform_spec_of(ctx, target)
     st = _Static(
         file=path.name,
         sha256=sha256,
@@ -1496,17 +1500,21 @@ def run_twine(paths: Sequence[Path], timeout: float = 600) -> dict[str, list[Fin
     out = _ANSI.sub(
         "", _proc.run([twine, "check", "--strict", *paths], check=False, timeout=timeout, extra_env=_tool_env()).output
     )
-    flat = re.sub(r"\s+", " ", out)
-    starts = sorted((m.start(), p) for p in paths for m in re.finditer(r"Checking " + re.escape(str(p)) + r":", flat))
+    # rich wraps twine's lines at 80 columns, inside file names too: match them across any whitespace
+    starts = sorted(
+        (m.start(), m.end(), p)
+        for p in paths
+        for m in re.finditer(r"Checking\s+" + r"\s*".join(map(re.escape, str(p))) + r"\s*:", out)
+    )
     found: dict[str, list[Finding]] = {}
     crashed = "Traceback (most recent call last)" in out
     if crashed and len(paths) > 1:  # one unreadable file ends the batch: attribute per file
         for p in paths:
             found.update(run_twine([p], timeout))
         return found
-    for i, (at, p) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else len(flat)
-        section = flat[at:end]
+    for i, (_, at, p) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(out)
+        section = re.sub(r"\s+", " ", out[at:end])
         items = found.setdefault(p.name, [])
         for kind, message in re.findall(r"(WARNING|ERROR) +(.+?)(?= WARNING | ERROR |$)", section):
             code = "WM204" if kind == "WARNING" else "WM203"
@@ -1599,19 +1607,29 @@ _CWC_FIX = {
 }
 
 
-def _linux_abi(ctx: _Context, target: _Target, st: _Static) -> list[Finding]:
+def _rated_by_auditwheel(ctx: _Context, target: _Target) -> PlatformSpec | None:
+    """The platform of a wheel auditwheel rates: a Linux one holding shared libraries."""
+    spec = platform_spec_of(ctx, target)
+    if spec is None or spec.os != "linux" or spec.repair != "auditwheel":
+        return None
+    try:
+        with zipfile.ZipFile(target.path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    return spec if any(re.search(r"\.so(\.\d+)*$", n) for n in names) else None
+
+
+def _linux_abi(ctx: _Context, target: _Target, spec: PlatformSpec) -> list[Finding]:
     """auditwheel's rating of a Linux wheel against its tag and the declared policy."""
-    if st.platform is None or not st.elf:
-        return []
-    spec = ctx.matrix.platform(st.platform)
-    if spec.os != "linux" or spec.repair != "auditwheel":
-        return []
     path = target.path
     excluded = [str(x) for x in target.entry.get("excluded", [])] if target.entry else []
     excluded = list(dict.fromkeys([*spec.never_vendor, *excluded, *_component_globs(ctx.matrix, spec)]))
     try:
         rating = rate(path)
     except CommandFailed as exc:
+        if "does not look like a platform wheel" in exc.tail:
+            return []  # no ELF file after all: nothing to rate
         last = " ".join(exc.tail.strip().splitlines()[-2:])
         return [
             finding(
@@ -1629,7 +1647,10 @@ def _linux_abi(ctx: _Context, target: _Target, st: _Static) -> list[Finding]:
     except PolicyViolation as exc:
         code = "WM402" if "needs libraries outside the wheel" in exc.message else "WM401"
         out.append(finding(code, path.name, exc.message, exc.fix or _REBUILD))
-    tags = [t for t in (st.tag or "").split(".") if t]
+    try:
+        tags = sorted({t.platform for t in parse_wheel_filename(path.name)[3]})
+    except InvalidWheelFilename:
+        tags = []
     claimed = [g for g in (tag_glibc(t) for t in tags) if g is not None]
     if claimed:
         floor = min(claimed)
@@ -1789,7 +1810,7 @@ def _install_key(group: _Group, python: Path, version_text: str, smoke: Sequence
     doc = {
         "wheels": sorted(s.sha256 for s, _ in group.members),
         "extras": list(group.extras),
-        "python": str(python),
+        "python": str(python.resolve()),  # a venv's python and its base interpreter are one
         "version": version_text,
         "smoke": list(smoke),
         "wheelmatrix": __version__,
@@ -2074,17 +2095,20 @@ def _static_all(
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, jobs + 1)) as pool:
             twine = pool.submit(run_twine, readable)
             cwc = pool.submit(run_check_wheel_contents, readable)
-            computed: list[tuple[int, _Target, str, _Static]] = []
             abi: dict[int, concurrent.futures.Future[list[Finding]]] = {}
+            for i, t, _, _ in todo:  # auditwheel extracts the whole wheel: start it first
+                spec = _rated_by_auditwheel(ctx, t)
+                if spec is not None:
+                    abi[i] = pool.submit(_linux_abi, ctx, t, spec)
+            computed: list[tuple[int, _Target, str, _Static]] = []
             for i, t, sha, key in todo:
-                st = static_checks(ctx, t, sha)
-                computed.append((i, t, key, st))
-                abi[i] = pool.submit(_linux_abi, ctx, t, st)
+                computed.append((i, t, key, static_checks(ctx, t, sha)))
             tool_findings = [twine.result(), cwc.result()]
             for i, t, key, st in computed:
                 for found in tool_findings:
                     st.findings += found.get(t.path.name, [])
-                st.findings += abi[i].result()
+                if i in abi:
+                    st.findings += abi[i].result()
                 if cache_dir is not None:
                     cache_dir.mkdir(parents=True, exist_ok=True)
                     tmp = cache_dir / f"{key}.json.part"
