@@ -295,6 +295,22 @@ def test_library_that_does_not_load_fails_the_smoke_command(tmp_path: Path) -> N
     assert "Traceback" not in what  # the tail is the error line, the whole output is in the log
 
 
+def test_split_layout_installs_with_its_extras(tmp_path: Path) -> None:
+    matrix = make_matrix(tmp_path, split="per-cuda-major")
+    cells = [make_cell_wheel(tmp_path, "cpu"), make_cell_wheel(tmp_path, "cuda124")]
+    finals = assemble_all(matrix, cells, tmp_path / "assembled")
+    assert sorted(f.distribution for f in finals) == ["kbit", "kbit-cu12"]
+    wheels = [_describe(f.path) for f in finals]
+    matrix = replace(matrix, check=CheckSpec(smoke=("python", "-m", "kbit")))
+    result = run_check(tmp_path, *wheels, matrix=matrix, install=True, pythons=["3.11"])
+    for f in result.files:
+        (install,) = f.installs
+        assert install.status == "passed", install.reason
+        assert "installed with [cu12] from the checked wheels" in install.reason
+    # the fake CUDA library carries no CUDA code: the binary, not its manifest, decides
+    assert "libkbit_cuda124.so is declared a CUDA 12.4 library but holds no CUDA code" in one(result, "WM505")
+
+
 def test_hygiene_build_paths_credentials_leftovers(clean: Path, tmp_path: Path) -> None:
     token = "ghp_" + "A1b2C3d4E5" * 4  # a GitHub token's shape (not a real one)
     wheel = rewrite(

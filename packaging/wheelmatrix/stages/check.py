@@ -1193,7 +1193,8 @@ def _check_binaries(
             _check_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info, m=m, files=files)
         if _is_extension(base):
             st.notes.append(f"{n} is a Python extension module")
-    if spec is not None and spec.os == "macos":
+    record_broken = any(f.code.startswith("WM01") for f in st.findings)  # said already; the reader refuses it
+    if spec is not None and spec.os == "macos" and not record_broken:
         try:
             problems = check_macos_wheel(target.path, spec)
         except WheelmatrixError as exc:
@@ -1687,11 +1688,17 @@ def _component_globs(matrix: Matrix, spec: PlatformSpec) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ installs
-def find_python(version: str) -> Path | None:
+@dataclass(frozen=True)
+class Interpreter:
+    path: Path
+    version: str  # the full version, "3.12.1"
+
+
+def find_python(version: str) -> Interpreter | None:
     """An interpreter of ``version`` ("3.12") on this host that runs: this one, PATH (not pyenv's
     shims, which fail for versions not selected), pyenv's versions, uv's managed Pythons."""
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
-        return Path(sys.executable)
+        return Interpreter(Path(sys.executable), ".".join(map(str, sys.version_info[:3])))
     exe = f"python{version}"
     candidates: list[Path] = []
     on_path = shutil.which(exe)
@@ -1701,7 +1708,7 @@ def find_python(version: str) -> Path | None:
     candidates += sorted(pyenv.glob(f"{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
     uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
     candidates += sorted(uv.glob(f"cpython-{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
-    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    probe = "import sys; print('.'.join(map(str, sys.version_info[:3])))"
     for c in candidates:
         if not os.access(c, os.X_OK):
             continue
@@ -1709,8 +1716,9 @@ def find_python(version: str) -> Path | None:
             done = _proc.run([c, "-c", probe], check=False, timeout=60)
         except WheelmatrixError:
             continue
-        if done.returncode == 0 and done.output.strip() == version:
-            return c
+        full = done.output.strip()
+        if done.returncode == 0 and full.rsplit(".", 1)[0] == version:
+            return Interpreter(c, full)
     return None
 
 
@@ -1819,14 +1827,14 @@ def _install_key(group: _Group, python: Path, version_text: str, smoke: Sequence
 
 
 def _install_one(
-    matrix: Matrix, group: _Group, version: str, python: Path, *, work: Path | None, timeout: float
+    matrix: Matrix, group: _Group, version: str, interpreter: Interpreter, *, work: Path | None, timeout: float
 ) -> tuple[InstallResult, list[Finding]]:
     """A fresh venv, the requirements from the index, the project's wheels from themselves, the smoke."""
     start = time.monotonic()
     name = group.base.file
     smoke = list(matrix.check.smoke) or ["python", "-c", f"import {matrix.project.import_package}"]
-    full = _proc.run([python, "-c", "import platform; print(platform.python_version())"], timeout=60).output.strip()
-    key = _install_key(group, python, full, smoke)
+    python = interpreter.path
+    key = _install_key(group, python, interpreter.version, smoke)
     cache = work / "check" / "installs" / f"{key}.json" if work is not None else None
     if cache is not None and cache.is_file():
         try:
@@ -1960,7 +1968,7 @@ def check_installs(
     results: dict[str, list[InstallResult]] = {st.file: [] for st, _ in statics}
     findings: list[Finding] = []
     interpreters = {v: find_python(v) for v in pythons}
-    jobs_list: list[tuple[_Group, str, Path]] = []
+    jobs_list: list[tuple[_Group, str, Interpreter]] = []
     for group in _groups(statics, matrix):
         for version in pythons:
             python = interpreters[version]
@@ -2003,7 +2011,7 @@ def check_installs(
         for s, _ in group.members:
             results[s.file].append(InstallResult(version, "skipped", "not a readable wheel (see the findings)"))
 
-    def one(job: tuple[_Group, str, Path]) -> tuple[_Group, InstallResult, list[Finding]]:
+    def one(job: tuple[_Group, str, Interpreter]) -> tuple[_Group, InstallResult, list[Finding]]:
         group, version, python = job
         log.info("install check: %s on Python %s", group.base.file, version)
         try:
