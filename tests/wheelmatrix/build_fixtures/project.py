@@ -13,7 +13,7 @@ from wheelmatrix.plan import BuildSpec, Cell, build_spec
 
 REPO = Path(__file__).resolve().parents[3]
 # what kbit's build reads (pyproject's readme and sdist list included)
-TREE = ("pyproject.toml", "CMakeLists.txt", "csrc", "cmake", "src", "docs/kbit-formats.md")
+TREE = ("pyproject.toml", "CMakeLists.txt", "csrc", "cmake", "src", "docs/kbit-formats.md", "KBIT.md")
 
 
 def copy_kbit(dest: Path) -> Path:
