@@ -592,6 +592,10 @@ class _Resolver:
             if "major" not in fields:
                 self.fail(["packaging", key], f"{_quote(template)} lacks {{major}}: split names would collide",
                           f'e.g. "{example}"')  # fmt: skip
+        if p.cuda_libraries == "vendor":
+            self.fail(["packaging", "cuda-libraries"], '"vendor" is not supported yet: the repair step cannot find the '
+                      "toolchain's CUDA libraries, and cuBLAS alone would take 400 MiB of a 100 MiB wheel",
+                      'use "depend" (the default): NVIDIA\'s runtime wheels are declared as dependencies')  # fmt: skip
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip

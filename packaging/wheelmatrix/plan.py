@@ -170,6 +170,11 @@ def _cpu_cell(platform: PlatformSpec, host: Host) -> tuple[bool, str]:
 
 def _cuda_cell(platform: PlatformSpec, spec: CudaSpec, host: Host) -> tuple[bool, str]:
     t = spec.toolchain
+    if t.source not in platform.cuda_providers:
+        return False, (
+            f"CUDA {spec.version}: source {t.source!r} cannot provide {platform.name} on any runner; declare a "
+            f"source that can ({', '.join(platform.cuda_providers) or 'none'}) or exclude the cell with a rule"
+        )
     if platform.name != host.platform:
         if platform.os == "windows":
             return False, f"CUDA on Windows {_other_runner(platform)}"

@@ -116,7 +116,7 @@ class CudaTable:
     components: tuple[str, ...] = field(
         default=(),
         metadata=doc(
-            "CUDA libraries the build links besides the runtime (cublas, cublaslt, cusparse, cufft, curand, ...): "
+            "CUDA libraries the build links besides the runtime (cublas with cuBLASLt, cusparse, cufft, curand, cusolver): "
             "provided with the toolchain, pinned in toolchains.lock, verified by linking a probe."
         ),
     )
@@ -170,7 +170,7 @@ class PackagingTable:
         default="depend",
         metadata=doc(
             "CUDA components (cuBLAS, ...) a library links: depend on NVIDIA's runtime wheels (declared per CUDA "
-            "major, never vendored) or vendor them into the wheel."
+            "major, never vendored). vendor (copying them into the wheel) is not supported yet."
         ),
     )
 

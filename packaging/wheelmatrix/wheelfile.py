@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from wheelmatrix.errors import PackageError
 
 ZIP_EPOCH_MIN = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 COMPRESS_LEVEL = 9
 _EXECUTABLE_SUFFIXES = (".so", ".dll", ".pyd", ".dylib", ".exe")
-_WHEEL_NAME = re.compile(
-    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
-)
 
 
 def source_date_epoch(env: Mapping[str, str] | None = None) -> int:
@@ -57,10 +56,15 @@ class WheelName:
 
     @classmethod
     def parse(cls, filename: str) -> WheelName:
-        m = _WHEEL_NAME.match(filename)
-        if m is None:
-            raise PackageError(f"{filename} is not a wheel file name (name-version-py-abi-platform.whl)")
-        return cls(m["name"], m["version"], m["py"], m["abi"], m["plat"])
+        try:
+            parse_wheel_filename(filename)  # packaging's rules: name, version, tags
+        except InvalidWheelFilename as exc:
+            raise PackageError(f"{filename} is not a wheel file name: {exc}") from None
+        parts = filename[: -len(".whl")].split("-")
+        if len(parts) == 6:  # a build tag: name-version-build-py-abi-platform
+            del parts[2]
+        name, version, python, abi, plat = parts
+        return cls(name, version, python, abi, plat)
 
     @property
     def tag(self) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -167,17 +168,21 @@ def run(args: argparse.Namespace) -> int:
     out = Console(width=200 if not sys.stdout.isatty() else None)
     if not args.quiet:
         out.print(result_table(results))
+    errors = Console(stderr=True, soft_wrap=True)  # failures are said even with -q
     for r in results:
-        if r.status == "failed" and r.tail:
-            console.print(
-                f"[red]{r.cell_id} failed[/]: {r.reason} (log: {r.log})\n{r.tail}", markup=True, highlight=False
+        if r.status == "failed":
+            detail = f"\n{escape(r.tail)}" if r.tail else ""
+            errors.print(
+                f"[red]{r.cell_id} failed[/]: {escape(r.reason)} (log: {escape(str(r.log))}){detail}",
+                markup=True,
+                highlight=False,
             )
     failed = [r for r in results if r.status == "failed"]
     other = [r for r in results if r.status == "skipped"]
     if other and not args.quiet:
         out.print(f"{len(other)} cells need another host (reasons in the table); CI builds them")
     if failed:
-        console.print(
+        errors.print(
             f"error: {len(failed)} of {len(buildable)} cells failed: {', '.join(r.cell_id for r in failed)}",
             markup=False,
         )

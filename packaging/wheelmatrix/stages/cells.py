@@ -55,6 +55,7 @@ DEFAULT_TIMEOUT = 3600.0
 # never part of a project's inputs, git or not
 _IGNORED_PARTS = {".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".nox", ".venv", ".tox"}
 _IGNORED_TOP = {"build", "dist"}
+_FLAG_VARIABLES = ("CFLAGS", "CXXFLAGS", "CUDAFLAGS", "LDFLAGS", "CPPFLAGS", "NVCC_PREPEND_FLAGS")
 
 
 class Toolchain(Protocol):
@@ -278,7 +279,8 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "compiler": host_identity(spec),
         "sources": sources,
         "source_date_epoch": source_date_epoch(),
-        "cudaflags": os.environ.get("CUDAFLAGS", "").strip(),  # added to every CUDA compile
+        # what CMake adds to every compile and link of the cell
+        "flags": {v: os.environ.get(v, "").strip() for v in _FLAG_VARIABLES},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

@@ -115,8 +115,9 @@ def _check(spec: BuildSpec, info: BinaryInfo, log: Path, where: str) -> None:
         raise BuildError(
             f"{where} holds SASS {_archs(info.sass)} and PTX {_archs(info.ptx)}, where matrix.toml asks for "
             f"SASS {_archs(want_sass)} and PTX {_archs(want_ptx)}",
-            fix=f"let the project take its archs from {spec.contract.archs_variable} (CMake's own variable), or name "
-            "the variable it reads in [build] archs-variable; " + _ignored(spec, log),
+            fix=f"let the project take its archs from {spec.contract.archs_variable}, the variable [build] "
+            "archs-variable names (default CMAKE_CUDA_ARCHITECTURES, CMake's own), or name there the one it "
+            "reads; " + _ignored(spec, log),
         )
 
 
@@ -177,10 +178,24 @@ def finish_cell(spec: BuildSpec, wheel: Path, log: Path, *, toolchain_identity: 
         )
         libs = [n for n in present if n.endswith((".so", ".dll", ".dylib", ".pyd")) or ".so." in n]
         holds = f"it holds {', '.join(libs)}" if libs else "it holds no library there"
+        other = [spec.platform.library_pattern.format(name=spec.project.library_stem(v)) for v in ("cpu",)]
+        if spec.cuda is not None and any(lib in other for lib in libs):
+            fix = (
+                "the build made the CPU library: declare the project's backend variable and values in [build] "
+                'backend of matrix.toml (e.g. backend = { variable = "COMPUTE_BACKEND", cpu = "cpu", cuda = "cuda" })'
+            )
+        else:
+            fix = (
+                "build and install the library under the name and folder [project] library and library-dir "
+                "declare (or correct them in matrix.toml)"
+            )
+        raise BuildError(f"the cell wheel {wheel.name} has no {name}: {holds}; " + _ignored(spec, log), fix=fix)
+    tag = contents.wheel_name
+    if (tag.python, tag.abi) != ("py3", "none"):
         raise BuildError(
-            f"the cell wheel {wheel.name} has no {name}: {holds}; " + _ignored(spec, log),
-            fix="build and install the library under the name and folder [project] library and library-dir "
-            "declare (or correct them in matrix.toml)",
+            f"the cell wheel {wheel.name} is tagged {tag.python}-{tag.abi}: its libraries are loaded with ctypes "
+            "and the release's wheels are py3-none-<platform>",
+            fix='set wheel.py-api = "py3" under [tool.scikit-build] in the project\'s pyproject.toml',
         )
     info = inspect_binary(contents.files[name], name=where)
     _check(spec, info, log, where)

@@ -97,16 +97,14 @@ def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: R
                 fix=f"run `wheelmatrix toolchain lock {spec.version}` and commit the lock",
             )
         return entry
-    where = str(lock_path) if lock_path is not None else "no toolchains.lock"
+    where = f"{lock_path} pins no files" if lock_path is not None else "there is no toolchains.lock to pin the files"
     if offline:
         raise ToolchainError(
-            f"offline: {where} pins no files for CUDA {spec.version} ({spec.toolchain.describe()}), so the cache "
-            "cannot be matched",
+            f"offline: {where} for CUDA {spec.version} ({spec.toolchain.describe()}), so the cache cannot be matched",
             fix="run `wheelmatrix toolchain lock` with network access, then install once online",
         )
     reporter.warn(
-        f"{where} pins no files for CUDA {spec.version}: resolving the newest ones now "
-        "(run `wheelmatrix toolchain lock` to pin them)"
+        f"{where} for CUDA {spec.version}: resolving the newest ones now (run `wheelmatrix toolchain lock` to pin them)"
     )
     return get_source(spec.toolchain.source, reporter).resolve(spec)
 
