@@ -186,7 +186,6 @@ CODES: dict[str, Code] = {
              "their own wheels: a copy in the wheel shadows them and breaks on other drivers"),
         Code("WM421", "error", "Mach-O architecture or minimum macOS against the tag",
              "macOS refuses the library on the machines the tag admits"),
-        Code("WM431", "error", "abi3audit finding", "an abi3 extension uses API outside the stable ABI it claims"),
         # GPU coverage
         Code("WM501", "error", "declared SASS arch missing",
              "GPUs of that arch fall back to JIT-compiling PTX (slow first call) or cannot run the kernels"),
@@ -1191,8 +1190,6 @@ def _check_binaries(
                     )
         if lib_re is not None and spec is not None and (m := lib_re.fullmatch(base)):
             _check_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info, m=m, files=files)
-        if _is_extension(base):
-            st.notes.append(f"{n} is a Python extension module")
     record_broken = any(f.code.startswith("WM01") for f in st.findings)  # said already; the reader refuses it
     if spec is not None and spec.os == "macos" and not record_broken:
         try:
@@ -1207,7 +1204,11 @@ def _check_binaries(
                 f"or repair with delocate on a {spec.runner} runner",
             )
     extensions = [n for n in names if _is_extension(n.rsplit("/", 1)[-1])]
-    if not extensions:
+    if extensions:  # the Python axis (extension modules, abi3) is not the toolkit's yet: say so
+        st.notes.append(
+            f"abi3audit: not run; Python extension modules the check does not audit: {_listing(extensions)}"
+        )
+    else:
         st.notes.append(
             "abi3audit: not run, the wheel holds no Python extension modules (its libraries are loaded with ctypes)"
         )
