@@ -197,7 +197,8 @@ def test_wheel_over_the_limit(clean: Path, tmp_path: Path) -> None:
     assert next(f for f in result.findings if f.code == "WM302").file is None
 
 
-def test_local_version(clean: Path, tmp_path: Path) -> None:
+def local_version_wheel(clean: Path, folder: Path) -> Path:
+    """The clean wheel as version 0.1.0+cu124, consistently (file name, .dist-info, METADATA, RECORD)."""
     contents = read_wheel(clean)
     renamed = {n.replace("kbit-0.1.0.dist-info", "kbit-0.1.0+cu124.dist-info"): b for n, b in contents.files.items()}
     meta = "kbit-0.1.0+cu124.dist-info/METADATA"
@@ -206,8 +207,12 @@ def test_local_version(clean: Path, tmp_path: Path) -> None:
     for name, blob in renamed.items():
         contents.put(name, blob)
     contents.filename = f"kbit-0.1.0+cu124-{TAG}.whl"
-    (tmp_path / "in").mkdir()
-    wheel = write_wheel(contents, tmp_path / "in")
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_wheel(contents, folder)
+
+
+def test_local_version(clean: Path, tmp_path: Path) -> None:
+    wheel = local_version_wheel(clean, tmp_path / "in")
     result = run_check(tmp_path, wheel)
     assert codes(result) == {"WM102"}, [(f.code, f.what) for f in result.findings]
     assert "the version 0.1.0+cu124 carries the local segment +cu124" in one(result, "WM102")
@@ -269,23 +274,28 @@ def test_lying_manylinux_tag_names_the_symbols(tmp_path: Path) -> None:
     assert "manylinux_2_34" in what
 
 
-def test_library_that_does_not_load_fails_the_smoke_command(tmp_path: Path) -> None:
-    # imports fine, but the library binds a symbol nothing defines: dlopen (RTLD_NOW) refuses it
-    src = tmp_path / "broken.c"
+def unloadable_wheel(tmp: Path) -> Path:
+    """A wheel that imports, but whose library binds a symbol nothing defines: dlopen (RTLD_NOW)
+    refuses it, so the fake kbit's `python -m kbit` (it loads every library) fails."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    src = tmp / "broken.c"
     src.write_text(
         'extern int kbit_symbol_nobody_defines(void);\nconst char *kbit_backend(void) { return "cpu"; }\n'
         "int kbit_cuda_version(void) { return kbit_symbol_nobody_defines(); }\n"
     )
-    lib = tmp_path / "libkbit_cpu.so"
+    lib = tmp / "libkbit_cpu.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(src)], check=True)
-    cell = make_cell_wheel(tmp_path, "cpu")
+    cell = make_cell_wheel(tmp, "cpu")
     contents = read_wheel(cell.path)
     contents.put("kbit/_lib/libkbit_cpu.so", lib.read_bytes())
     write_wheel(contents, cell.path.parent)
-    matrix = make_matrix(tmp_path)
-    (final,) = assemble_all(matrix, [cell], tmp_path / "assembled")
-    wheel = _describe(final.path)
-    matrix = replace(matrix, check=CheckSpec(smoke=("python", "-m", "kbit")))
+    (final,) = assemble_all(make_matrix(tmp), [cell], tmp / "assembled")
+    return _describe(final.path)
+
+
+def test_library_that_does_not_load_fails_the_smoke_command(tmp_path: Path) -> None:
+    wheel = unloadable_wheel(tmp_path)
+    matrix = replace(make_matrix(tmp_path), check=CheckSpec(smoke=("python", "-m", "kbit")))
     result = run_check(tmp_path, wheel, matrix=matrix, install=True, pythons=["3.11"])
     assert codes(result) == {"WM702"}, [(f.code, f.what) for f in result.findings]
     what = one(result, "WM702")
@@ -429,8 +439,16 @@ def test_cli_bad_inputs_exit_1_without_traceback(clean: Path, tmp_path: Path) ->
     wrong_hash = zip_edit(clean, tmp_path / "b", {"kbit/__init__.py": b"x = 1\n"})
     big = rewrite(clean, tmp_path / "c", put={"kbit/_data/blob.bin": os.urandom(80 * 1024)})
     linux = rewrite(clean, tmp_path / "d", filename="kbit-0.1.0-py3-none-linux_x86_64.whl")
-    for wheel, code in ((truncated, "WM001"), (wrong_hash, "WM011"), (big, "WM301"), (linux, "WM103")):
-        proc = wm(tmp_path, "--strict", "--no-install", str(wheel))
+    not_zip = tmp_path / "e" / WHEEL
+    not_zip.parent.mkdir()
+    not_zip.write_text("<html>404</html>\n")
+    local = local_version_wheel(clean, tmp_path / "f")
+    unloadable = unloadable_wheel(tmp_path / "g")  # kbit-release.toml's smoke: python -m kbit --json
+    cases = [(truncated, "WM001"), (not_zip, "WM001"), (wrong_hash, "WM011"), (big, "WM301"), (local, "WM102"),
+             (linux, "WM103"), (unloadable, "WM702")]  # fmt: skip
+    for wheel, code in cases:
+        install = ["--python", "3.11"] if code == "WM702" else ["--no-install"]
+        proc = wm(tmp_path, "--strict", *install, str(wheel))
         assert proc.returncode == 1, (code, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr + proc.stdout
         assert f"\n{code} error" in proc.stdout, proc.stdout

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from build_fixtures.cellwheels import make_cell_wheel, make_matrix
+from build_fixtures.cellwheels import HERE, make_cell_wheel, make_matrix
 from wheelmatrix import _proc
 from wheelmatrix.config import load_matrix
 from wheelmatrix.model import CheckSpec
@@ -87,6 +89,26 @@ def test_library_missing_a_declared_arch(cuda130: InstalledToolchain, tmp_path: 
     )
     assert found["WM503"].startswith("kbit/_lib/libkbit_cuda130.so (CUDA 13.0) lacks PTX sm_80")
     assert not result.passed
+
+    # the same through the command line, in a real process, over kbit's frozen release contract
+    # (CUDA 13.0: SASS 75 ... 120, PTX 120), its Linux policy raised to what nvcc's runtime needs
+    toml = (
+        (HERE / "kbit-release.toml")
+        .read_text()
+        .replace(
+            '[platform.linux-x86_64]\npolicy = "manylinux_2_28"', '[platform.linux-x86_64]\npolicy = "manylinux_2_34"'
+        )
+    )
+    (tmp_path / "matrix.toml").write_text(toml)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wheelmatrix", "check", "--strict", "--no-install", "--matrix", "matrix.toml",
+         "--dist", "dist", "--work", "work", str(wheel)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "\nWM501 error" in proc.stdout and "lacks SASS sm_80, sm_86, sm_89, sm_90, sm_100, sm_120" in proc.stdout
+    assert "\nWM503 error" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
     (lib_report,) = [lib for lib in result.files[0].libraries if lib.backend == "cuda"]
     assert (lib_report.sass, lib_report.ptx, lib_report.runtime) == ((75,), (), "static")
     assert lib_report.cuda == "13.0" and lib_report.compressed > 0 and lib_report.size == len(lib)
