@@ -228,22 +228,40 @@ def source_digest(project: Project) -> str:
     return h.hexdigest()
 
 
-_toolkit_digest: str | None = None
+# The parts of the toolkit that shape a cell's wheel (the later stages, the commands and the
+# toolchain sources do not: a toolchain enters the key by its own identity)
+CELL_MODULES = (
+    "__init__.py",
+    "_proc.py",
+    "binaries.py",
+    "config.py",
+    "data",
+    "model.py",
+    "plan.py",
+    "platforms",
+    "settings.py",
+    "stages/cells.py",
+    "stages/finish.py",
+    "stages/repair.py",
+    "wheelfile.py",
+)
+_digests: dict[tuple[str, ...] | None, str] = {}
 
 
-def toolkit_digest() -> str:
-    """sha256 over the toolkit's own code and data: a changed toolkit rebuilds every cell."""
-    global _toolkit_digest  # noqa: PLW0603  (computed once per process)
-    if _toolkit_digest is None:
+def toolkit_digest(parts: tuple[str, ...] | None = None) -> str:
+    """sha256 over the toolkit's code and data (``parts`` of it, relative to the package, or all of
+    it): a changed toolkit rebuilds what it shapes."""
+    if parts not in _digests:
         root = Path(__file__).resolve().parents[1]
         h = hashlib.sha256(__version__.encode())
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".toml", ".json") and "__pycache__" not in path.parts:
-                h.update(
-                    path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
-                )
-        _toolkit_digest = h.hexdigest()
-    return _toolkit_digest
+        tops = [root / p for p in parts] if parts is not None else [root]
+        for top in tops:
+            for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+                if path.is_file() and path.suffix in (".py", ".toml", ".json") and "__pycache__" not in path.parts:
+                    digest = hashlib.sha256(path.read_bytes()).digest()
+                    h.update(path.relative_to(root).as_posix().encode() + b"\0" + digest)
+        _digests[parts] = h.hexdigest()
+    return _digests[parts]
 
 
 _identities: dict[str, str] = {}
@@ -264,7 +282,7 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
     cuda = spec.cuda
     doc = {
         "format": CACHE_FORMAT,
-        "wheelmatrix": toolkit_digest(),
+        "wheelmatrix": toolkit_digest(CELL_MODULES),
         "cell": spec.cell_id,
         "library": spec.library,
         "policy": spec.platform.policy,
