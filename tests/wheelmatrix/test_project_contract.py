@@ -91,7 +91,7 @@ def test_a_cell_whose_build_ignored_the_backend_fails_naming_the_settings(projec
     assert result.status == "failed"
     assert "has no qblas/libqblas_cuda130.so: it holds libqblas_cpu.so" in result.reason
     assert "CMake reported these settings unused by the project: QBLAS_COMPUTE" in result.reason
-    assert "[project] library" in result.tail  # the fix line
+    assert "[build] backend" in result.tail  # the fix line names the key to correct
 
 
 @pytest.mark.slow
