@@ -87,7 +87,10 @@ def test_build_record_is_valid_against_its_schema(full: dict[str, Any]) -> None:
     import jsonschema
 
     jsonschema.validate(full["record"], SCHEMA)
-    assert {c["cell"] for c in full["record"]["needs_other_host"]} >= {"macos-arm64-cpu", "windows-x86_64-cuda130"}
+    other = {c["cell"] for c in full["record"]["needs_other_host"]}
+    assert other >= {"linux-aarch64-cuda130", "windows-x86_64-cuda130"}
+    # the CPU cells of every platform are cross-built here with zig
+    assert not other & {"linux-aarch64-cpu", "windows-x86_64-cpu", "macos-arm64-cpu"}
 
 
 def test_installed_wheel_lists_every_library_with_its_archs(full: dict[str, Any]) -> None:

@@ -38,7 +38,9 @@ def test_release_plan_on_this_kind_of_host() -> None:
         "macos-arm64-cpu",
     }
     reasons = {c.id: c.reason for c in plan.cells}
-    assert reasons["windows-x86_64-cuda124"].startswith("CUDA 12.4: source 'debian' cannot provide windows-x86_64 on any runner")
+    assert reasons["windows-x86_64-cuda124"].startswith(
+        "CUDA 12.4: source 'debian' cannot provide windows-x86_64 on any runner"
+    )
     assert reasons["windows-x86_64-cuda130"] == "CUDA on Windows needs a Windows runner (windows-2022); CI builds it"
     assert reasons["linux-x86_64-cuda128"] == (
         "CUDA 12.8: no toolchain source on this host (no system CUDA at /usr/local/cuda-12.8); CI builds it"
