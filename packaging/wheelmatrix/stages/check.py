@@ -1855,7 +1855,9 @@ def _install_one(
         index.mkdir()
         for _, p in group.members:
             (index / p.name).symlink_to(p.resolve())
-        _proc.run([python, "-m", "venv", "--without-pip", venv], timeout=300, log_file=log_file)
+        # the venv's own pip (ensurepip's, made for that Python): this environment's pip may be too new
+        # to install for an older declared Python (pip 26 refuses --python 3.9)
+        _proc.run([python, "-m", "venv", venv], timeout=300, log_file=log_file)
         vpy = venv / "bin" / "python"
         env = json.loads(_proc.run([vpy, "-c", _ENV_PROBE], timeout=60, env=_clean_env()).output)
         own = {canonicalize_name(s.name or "") for s, _ in group.members} | {canonicalize_name(matrix.project.name)}
@@ -1873,7 +1875,7 @@ def _install_one(
                     continue
                 r.marker = None
                 reqs.append(str(r))
-        pip = [sys.executable, "-m", "pip", "--python", str(vpy), "install", "--disable-pip-version-check"]
+        pip = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check"]
         if reqs:
             done = _proc.run(
                 [*pip, *sorted(set(reqs))], check=False, timeout=timeout, log_file=log_file, env=_clean_env()
