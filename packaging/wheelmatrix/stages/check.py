@@ -58,7 +58,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,9 +75,11 @@ from wheelmatrix.model import Matrix, PlatformSpec
 from wheelmatrix.platforms.macos import check_macos_wheel
 from wheelmatrix.stages.cells import toolkit_digest
 from wheelmatrix.stages.record import RECORD_FILE
+from wheelmatrix.stages.release import tool_version
 from wheelmatrix.stages.repair import PolicyViolation, check_policy, glibc_of, offending_symbols, rate, tool, tool_path
 from wheelmatrix.stages.report import write_report
 from wheelmatrix.toolchains.cache import cache_root
+from wheelmatrix.toolchains.fetch import file_sha256
 
 log = logging.getLogger("wheelmatrix")
 
@@ -790,13 +791,9 @@ def _context(matrix: Matrix, work: Path | None) -> _Context:
 
 
 def _tool_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in ("twine", "check-wheel-contents", "auditwheel", "packaging", "delvewheel"):
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {
+        name: tool_version(name) for name in ("twine", "check-wheel-contents", "auditwheel", "packaging", "delvewheel")
+    }
 
 
 def _static_key(ctx: _Context, target: _Target, sha256: str) -> str:
@@ -812,14 +809,6 @@ def _static_key(ctx: _Context, target: _Target, sha256: str) -> str:
         "tools": _tool_versions(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------ one wheel, statically

@@ -22,6 +22,7 @@ from wheelmatrix.plan import Plan
 from wheelmatrix.stages.assemble import CellWheel, FinalWheel, assemble_all
 from wheelmatrix.stages.cells import CellResult, read_results_file, toolkit_digest
 from wheelmatrix.stages.record import RECORD_FILE, make_record, write_record
+from wheelmatrix.toolchains.fetch import file_sha256
 from wheelmatrix.wheelfile import WheelName, source_date_epoch
 
 # the tools whose versions shape the final wheels (a new auditwheel re-runs the repair)
@@ -90,7 +91,8 @@ def cell_wheels(
     return cells, other_host
 
 
-def _tool_version(name: str) -> str | None:
+def tool_version(name: str) -> str | None:
+    """The installed version of a Python tool (a repair or check tool), None when absent."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -109,18 +111,10 @@ def assemble_key(
         "cells": sorted((c.cell_id, sha.get(c.cell_id)) for c in cells),
         "repair": repair,
         "exclude": list(exclude),
-        "tools": {t: _tool_version(t) for t in _TOOLS},
+        "tools": {t: tool_version(t) for t in _TOOLS},
         "source_date_epoch": source_date_epoch(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unchanged(dist: Path, key: str) -> list[FinalWheel] | None:
@@ -135,7 +129,7 @@ def _unchanged(dist: Path, key: str) -> list[FinalWheel] | None:
     try:
         for w in record["wheels"]:
             path = dist / str(w["file"])
-            if not path.is_file() or _file_sha256(path) != w["sha256"]:
+            if not path.is_file() or file_sha256(path) != w["sha256"]:
                 return None
             libs = list(w["libraries"])
             finals.append(
