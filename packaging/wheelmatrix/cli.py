@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "plan": "wheelmatrix.commands.plan",
     "schema": "wheelmatrix.commands.schema",
     "toolchain": "wheelmatrix.commands.toolchain",
+    "publish": "wheelmatrix.commands.publish",
+    "verify": "wheelmatrix.commands.verify",
+    "release": "wheelmatrix.commands.release",
 }
 
 

@@ -1816,23 +1816,44 @@ def _install_key(group: _Group, python: Path, version_text: str, smoke: Sequence
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class InstallSource:
+    """Where an install gets what it installs. The default (``wheelmatrix check``): the requirements
+    from pip's configured index, the project's wheels from the files themselves. With ``index_url``
+    (``wheelmatrix verify``): the project's own distributions from that index alone, their requirements
+    from ``deps_index_url`` alone, in two pip runs, so no resolution ever mixes the two indexes."""
+
+    index_url: str | None = None
+    deps_index_url: str | None = None
+    logs: str = "check"  # the folder under ``work`` for the logs
+
+
 def _install_one(
-    matrix: Matrix, group: _Group, version: str, interpreter: Interpreter, *, work: Path | None, timeout: float
+    matrix: Matrix,
+    group: _Group,
+    version: str,
+    interpreter: Interpreter,
+    *,
+    work: Path | None,
+    timeout: float,
+    source: InstallSource = InstallSource(),
 ) -> tuple[InstallResult, list[Finding]]:
-    """A fresh venv, the requirements from the index, the project's wheels from themselves, the smoke."""
+    """A fresh venv, the requirements from the index, the project's wheels from themselves (or from
+    ``source.index_url``), the smoke."""
     start = time.monotonic()
     name = group.base.file
     smoke = list(matrix.check.smoke) or ["python", "-c", f"import {matrix.project.import_package}"]
     python = interpreter.path
     key = _install_key(group, python, interpreter.version, smoke)
-    cache = work / "check" / "installs" / f"{key}.json" if work is not None else None
+    from_index = source.index_url is not None
+    cache = work / "check" / "installs" / f"{key}.json" if work is not None and not from_index else None
     if cache is not None and cache.is_file():
         try:
             doc = json.loads(cache.read_text())
             return InstallResult(version, "passed", str(doc["reason"]), time.monotonic() - start, cached=True), []
         except (OSError, ValueError, KeyError):
             pass
-    logs = (work / "check" / "logs") if work is not None else None
+    logs = (work / source.logs / "logs") if work is not None else None
     log_file = logs / f"{Path(name).stem}-py{version}.log" if logs is not None else None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -1866,11 +1887,17 @@ def _install_one(
                 reqs.append(str(r))
         pip = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check"]
         if reqs:
+            deps = ["--index-url", source.deps_index_url] if source.deps_index_url else []
             done = _proc.run(
-                [*pip, *sorted(set(reqs))], check=False, timeout=timeout, log_file=log_file, env=_clean_env()
+                [*pip, *deps, *sorted(set(reqs))],
+                check=False,
+                timeout=timeout,
+                log_file=log_file,
+                env=_no_index_env() if source.deps_index_url else _clean_env(),
             )
             if done.returncode != 0:
-                reason = f"its requirements ({', '.join(sorted(set(reqs)))}) did not install from the index{where}"
+                from_where = source.deps_index_url or "the index"
+                reason = f"its requirements ({', '.join(sorted(set(reqs)))}) did not install from {from_where}{where}"
                 return _failed(version, reason, start), [
                     finding(
                         "WM703",
@@ -1882,9 +1909,16 @@ def _install_one(
         target = f"{canonicalize_name(group.base.name or matrix.project.name)}"
         if group.extras:
             target += f"[{','.join(group.extras)}]"
-        target += f" @ {group.base_path.resolve().as_uri()}"
+        if source.index_url is not None:
+            # the release from the index alone: its own distributions pinned, fetched again (no cache)
+            target += f"=={group.base.version}"
+            own_args = ["--no-cache-dir", "--index-url", source.index_url, target]
+            own_args += [f"{s.name}=={s.version}" for s, _ in group.members if s is not group.base and s.name]
+        else:
+            target += f" @ {group.base_path.resolve().as_uri()}"
+            own_args = ["--no-index", "--find-links", str(index), target]
         done = _proc.run(
-            [*pip, "--no-index", "--find-links", index, target],
+            [*pip, *own_args],
             check=False,
             timeout=timeout,
             log_file=log_file,
@@ -1892,7 +1926,8 @@ def _install_one(
         )
         if done.returncode != 0:
             text = log_file.read_text(errors="replace") if log_file else done.output
-            reason = f"pip could not install it from the checked wheels alone: {_tail(text, 2)}{where}"
+            alone = source.index_url or "the checked wheels"
+            reason = f"pip could not install it from {alone} alone: {_tail(text, 2)}{where}"
             return _failed(version, reason, start), [
                 finding(
                     "WM701",
@@ -1932,7 +1967,10 @@ def _install_one(
                 )
             ]
     extras = f" with [{','.join(group.extras)}]" if group.extras else ""
-    reason = f"installed{extras} from the checked wheels ({', '.join(p.name for _, p in group.members)}); `{' '.join(smoke)}` passed"
+    origin = source.index_url or "the checked wheels"
+    reason = (
+        f"installed{extras} from {origin} ({', '.join(p.name for _, p in group.members)}); `{' '.join(smoke)}` passed"
+    )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"reason": reason}))
@@ -1955,6 +1993,7 @@ def check_installs(
     work: Path | None,
     timeout: float = 900,
     jobs: int = 1,
+    source: InstallSource = InstallSource(),
 ) -> tuple[dict[str, list[InstallResult]], list[Finding]]:
     """Install each wheel this host can run on each Python of ``pythons``; the rest are skipped with why."""
     results: dict[str, list[InstallResult]] = {st.file: [] for st, _ in statics}
@@ -2007,7 +2046,7 @@ def check_installs(
         group, version, python = job
         log.info("install check: %s on Python %s", group.base.file, version)
         try:
-            result, found = _install_one(matrix, group, version, python, work=work, timeout=timeout)
+            result, found = _install_one(matrix, group, version, python, work=work, timeout=timeout, source=source)
         except WheelmatrixError as exc:
             result = InstallResult(version, "failed", exc.message.splitlines()[0])
             found = [
@@ -2028,6 +2067,23 @@ def check_installs(
     for items in results.values():
         items.sort(key=lambda r: tuple(int(x) for x in r.python.split(".")))
     return results, findings
+
+
+def check_installs_from_index(
+    matrix: Matrix,
+    wheels: Sequence[Path],
+    pythons: Sequence[str],
+    *,
+    source: InstallSource,
+    work: Path | None,
+    jobs: int = 1,
+) -> tuple[dict[str, list[InstallResult]], list[Finding]]:
+    """The install checks of ``wheels`` (copies downloaded back from an index), installed from
+    ``source``: what ``wheelmatrix verify`` runs. The wheels are read in-process only (their static
+    checks ran at ``wheelmatrix check``)."""
+    ctx = _context(matrix, None)
+    statics = [(static_checks(ctx, _Target(p, None), file_sha256(p)), p) for p in wheels]
+    return check_installs(matrix, statics, pythons, work=work, jobs=jobs, source=source)
 
 
 # -------------------------------------------------------------------------------------- the stage
