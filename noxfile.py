@@ -131,6 +131,18 @@ def build(session: nox.Session) -> None:
     session.run("wheelmatrix", "check", "--strict")  # every wheel publishable; dist/check-report.json, report.html
 
 
+@nox.session(reuse_venv=True)
+def publish(session: nox.Session) -> None:
+    """Staged publishing of dist/ (docs/publish.md): `nox -s publish` (= `-- release`: check, then each
+    [[publish]] stage published and verified, in order), or one step: `-- publish --to testpypi`,
+    `-- verify --from testpypi`, `-- publish --to pypi`. Credentials as twine reads them (never printed)."""
+    _install_once(session, f"{TOOLKIT}[build,publish]")
+    args = session.posargs or ["release"]
+    if args[0] not in ("release", "publish", "verify"):
+        session.error(f"nox -s publish -- release|publish --to STAGE|verify --from STAGE (got {args[0]!r})")
+    session.run("wheelmatrix", *args)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the repository, mypy --strict over the toolkit and kbit's runtime."""
