@@ -356,6 +356,30 @@ def test_index_reader_speaks_pep691_json_and_pep503_html(stage: Stage) -> None:
     assert files[WINDOWS].sha256 is None
 
 
+def test_a_release_older_than_14_days_gets_no_new_file(stage: Stage) -> None:
+    """PyPI accepts no new file for a release more than 14 days after its first upload; the local
+    servers do not say when a file was uploaded, so a PEP 691 index with PEP 700 upload times does."""
+    doc = {
+        "meta": {"api-version": "1.1"},
+        "name": "kbit",
+        "files": [{"filename": LINUX, "url": LINUX, "hashes": {"sha256": stage.local()[LINUX]},
+                   "upload-time": "2026-01-01T00:00:00Z"}],
+    }  # fmt: skip
+    _JSONIndex.body = json.dumps(doc).encode()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _JSONIndex)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        simple = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        text = stage.matrix.read_text().replace(stage.testpypi.simple, simple)
+        stage.matrix.write_text(text)
+        line = refused(stage.wm("publish", "--to", "testpypi"), 7, "accepts no new files after 14 days")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert WINDOWS in line
+    assert stage.testpypi.files() == []
+
+
 # ------------------------------------------------------------------------------------------ secrets
 def test_the_password_is_in_no_output_report_or_record(stage: Stage) -> None:
     # run once more with the password in every place twine reads it from
