@@ -624,7 +624,6 @@ def cibuildwheel_options(matrix: Matrix, pins: Pins) -> dict[str, object]:
     options: dict[str, object] = {
         "build": " ".join(f"cp{v.replace('.', '')}-*" for v in matrix.python),
         "skip": "*-musllinux_*",
-        "archs": {"linux": " ".join(p.wheel_arch for p in linux) or "auto"},
         "test-command": " ".join(matrix.check.smoke) if matrix.check.smoke else "",
     }
     for p in linux:
@@ -632,12 +631,15 @@ def cibuildwheel_options(matrix: Matrix, pins: Pins) -> dict[str, object]:
         pin = pins.image(name) if name else None
         if pin is not None:
             options[f"manylinux-{p.wheel_arch}-image"] = pin.image
+    cibw_arch = {"amd64": "AMD64", "arm64": "arm64", "x86_64": "x86_64", "aarch64": "aarch64"}
+    for os_name in ("linux", "windows", "macos"):
+        archs = [cibw_arch.get(p.wheel_arch, p.wheel_arch) for p in matrix.platforms if p.os == os_name]
+        if archs:
+            options[os_name] = {"archs": " ".join(archs)}
     return options
 
 
 def _toml_value(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)
 
 
@@ -652,7 +654,11 @@ def cibuildwheel_toml(matrix: Matrix, pins: Pins) -> str:
         "",
         "[tool.cibuildwheel]",
     ]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in cibuildwheel_options(matrix, pins).items()]
+    options = cibuildwheel_options(matrix, pins)
+    lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if not isinstance(v, Mapping)]
+    for name, table in options.items():
+        if isinstance(table, Mapping):
+            lines += ["", f"[tool.cibuildwheel.{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
     return "\n".join(lines) + "\n"
 
 
