@@ -566,6 +566,7 @@ class _Jobs:
         return {
             "name": f"publish to {stage.name}",
             "needs": [needs],
+            "if": "startsWith(github.ref, 'refs/tags/')",  # a manual run on a branch is a rehearsal
             "runs-on": HOST_RUNNER,
             "timeout-minutes": 30,
             "environment": {"name": stage.name, "url": _stage_url(stage, self.matrix.project.name)},

@@ -26,6 +26,7 @@ from wheelmatrix.cli import build_parser, main
 from wheelmatrix.config import load_matrix
 from wheelmatrix.plan import make_plan
 from wheelmatrix.stages.cells import CellResult, read_results, write_results
+from wheelmatrix.stages.release import cell_wheels
 from wheelmatrix.toolchains.fetch import file_sha256
 from wm_support import REPO, linux_host
 
@@ -75,10 +76,15 @@ def evaluate(expr: str, context: dict[str, Any]) -> Any:
             return text[1:-1].replace("''", "'")
         if peek() == "(":  # a function call
             take()
-            arg = disjunction()
+            args = [disjunction()]
+            while peek() == ",":
+                take()
+                args.append(disjunction())
             assert take()[1] == ")"
-            assert text == "fromJSON"
-            return json.loads(arg)
+            if text == "startsWith":
+                return str(args[0]).lower().startswith(str(args[1]).lower())
+            assert text == "fromJSON", text
+            return json.loads(args[0])
         value: Any = context
         for part in text.split("."):
             value = value.get(part, "") if isinstance(value, dict) else ""
@@ -253,6 +259,18 @@ def test_attestations_are_signed_for_pypi_only() -> None:
         for key in ("verify --from testpypi", "attestations sign", "wheelmatrix publish")
     ]
     assert order == sorted(order)
+
+
+def test_publishing_runs_for_tags_only() -> None:
+    """A manual run on a branch builds, assembles and checks everything, and publishes nothing."""
+    jobs = workflow()["jobs"]
+    for name, job in jobs.items():
+        if name.startswith("publish-"):
+            assert evaluate(job["if"], {"github": {"ref": "refs/tags/v0.1.0"}}) is True
+            assert evaluate(job["if"], {"github": {"ref": "refs/heads/main"}}) is False
+        elif not name.startswith("verify-"):  # verify jobs need their publish job: skipped with it
+            assert "if" not in job, name
+    assert workflow()["on"]["push"] == {"tags": ["v*"]}
 
 
 def test_stages_follow_the_matrix_order() -> None:
@@ -480,3 +498,19 @@ def test_pins_refresh_resolves_tags_with_git_ls_remote(tmp_path: Path, capsys: p
     rc = main([*refresh, "--tag", "actions/checkout=v9"])
     assert rc == 1 and "has no tag v9" in capsys.readouterr().err
     assert ci.load_pins(table).actions[0].tag == "v5.0.0"  # a failed refresh leaves the table as it was
+
+
+def test_a_collected_cell_from_another_runner_feeds_assemble_and_is_not_listed_as_missing(tmp_path: Path) -> None:
+    plan = make_plan(load_matrix(MATRIX), linux_host())
+    foreign = "windows-x86_64-cuda130"
+    assert not plan.cell(foreign).buildable
+    results = []
+    for cell in [*plan.buildable, plan.cell(foreign)]:
+        wheel = tmp_path / f"{cell.id}.whl"
+        wheel.write_bytes(cell.id.encode())
+        results.append(CellResult(cell.id, cell.platform, cell.variant, "built", "built", wheel=str(wheel)))
+    cells, other_host = cell_wheels(plan, results, repair=False)
+    assert foreign in {c.cell_id for c in cells}
+    missing = {cell_id for cell_id, _ in other_host}
+    assert foreign not in missing
+    assert missing == {c.id for c in plan.cells if not c.buildable} - {foreign}
