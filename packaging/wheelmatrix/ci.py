@@ -390,7 +390,7 @@ def container_expression(images: Mapping[str, str]) -> str:
     """``matrix.platform`` -> image, '' (no container) for the others, as one expression."""
     if not images:
         return ""
-    arms = " || ".join(f"(matrix.platform == '{p}' && '{image}')" for p, image in images.items())
+    arms = " || ".join(f"(!matrix.here && matrix.platform == '{p}' && '{image}')" for p, image in images.items())
     return "${{ " + arms + " || '' }}"
 
 
@@ -481,20 +481,21 @@ class _Jobs:
         job: dict[str, object] = {
             "name": "cell ${{ matrix.cell }}",
             "needs": ["plan"],
-            "runs-on": "${{ matrix.runner }}",
+            "runs-on": "${{ matrix.builder }}",
         }
         steps: list[dict[str, object]] = [self.checkout()]
-        if images:  # Linux cells run in the pinned manylinux image, with its Python
+        if images:  # Linux cells another runner builds run in the pinned manylinux image, with its Python
             job["container"] = container_expression(images)
             tag = "cp" + TOOLKIT_PYTHON.replace(".", "")
+            in_image = "!matrix.here && runner.os == 'Linux'"
             steps.append(
                 {
                     "name": "the manylinux image's Python",
-                    "if": "runner.os == 'Linux'",
+                    "if": in_image,
                     "run": f'echo "/opt/python/{tag}-{tag}/bin" >> "$GITHUB_PATH"',
                 }
             )
-            steps.append(self.python(**{"if": "runner.os != 'Linux'"}))
+            steps.append(self.python(**{"if": f"!({in_image})"}))
         else:
             steps.append(self.python())
         steps.append(self.install("build"))

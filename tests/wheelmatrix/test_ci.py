@@ -24,7 +24,7 @@ from build_fixtures.cellwheels import make_cell_wheel
 from wheelmatrix import ci
 from wheelmatrix.cli import build_parser, main
 from wheelmatrix.config import load_matrix
-from wheelmatrix.plan import make_plan
+from wheelmatrix.plan import Host, github_matrix, make_plan
 from wheelmatrix.stages.cells import CellResult, read_results, write_results
 from wheelmatrix.stages.release import cell_wheels
 from wheelmatrix.toolchains.fetch import file_sha256
@@ -134,8 +134,10 @@ def render(text: Any, context: dict[str, Any]) -> Any:
 
 
 def test_the_evaluator_reads_what_the_generator_writes() -> None:
-    ctx = {"matrix": {"platform": "linux-x86_64", "cuda": ""}}
+    ctx = {"matrix": {"platform": "linux-x86_64", "cuda": "", "here": False}}
     assert evaluate("(matrix.platform == 'linux-x86_64' && 'img') || ''", ctx) == "img"
+    assert evaluate("(!matrix.here && matrix.platform == 'linux-x86_64' && 'img') || ''", ctx) == "img"
+    assert evaluate("!(!matrix.here && matrix.platform == 'linux-x86_64')", ctx) is False
     assert evaluate("(matrix.platform == 'macos-arm64' && 'img') || ''", ctx) == ""
     assert evaluate("matrix.cuda != ''", ctx) is False
     assert evaluate("!(matrix.cuda != '')", ctx) is True
@@ -312,9 +314,11 @@ def _cell_jobs(output: str) -> list[dict[str, Any]]:
     jobs = []
     for entry in strategy["include"]:
         c = {**ctx, "matrix": entry}
-        linux = entry["runner"].startswith("ubuntu")
-        c["runner"] = {"os": "Linux" if linux else "Windows" if "windows" in entry["runner"] else "macOS"}
         c["env"] = {k: render(v, c) for k, v in job["env"].items()}
+        runs_on = render(job["runs-on"], c)
+        c["runner"] = {
+            "os": "Linux" if runs_on.startswith("ubuntu") else "Windows" if "windows" in runs_on else "macOS"
+        }
         jobs.append(
             {
                 "entry": entry,
@@ -339,17 +343,24 @@ def test_the_cell_jobs_cover_every_cell_this_host_cannot_build(capsys: pytest.Ca
     assert elsewhere, "kbit's plan has cells this host cannot build"
     jobs = {j["env"]["CELL"]: j for j in _cell_jobs(output)}
     assert {c.id for c in elsewhere} <= set(jobs)
-    assert set(jobs) == {c.id for c in plan.cells}  # a CI release builds every cell on its runner
+    assert set(jobs) == {c.id for c in plan.cells}  # a CI release builds every cell
     pins = ci.load_pins()
+    host_runner = matrix.platform("linux-x86_64").runner
     for cell in plan.cells:
         job = jobs[cell.id]
         platform = matrix.platform(cell.platform)
-        assert job["runs-on"] == platform.runner
         assert job["env"]["CUDA"] == ("" if cell.cuda is None else str(cell.cuda))
+        names = [s["name"] for s in job["steps"]]
+        if cell.buildable:  # on the host's runner, with the commands this host runs: no image
+            assert job["runs-on"] == host_runner and job["container"] == "", cell.id
+            assert "set up Python" in names and "the manylinux image's Python" not in names
+            continue
+        assert job["runs-on"] == platform.runner, cell.id  # the runner the plan names
         image = ci.manylinux_image_name(platform)
         expected = pins.image(image).image if image and pins.image(image) else ""  # type: ignore[union-attr]
         assert job["container"] == expected, cell.id
         assert (platform.os == "linux") == bool(job["container"])
+        assert ("the manylinux image's Python" in names) == bool(job["container"]) != ("set up Python" in names)
     artifacts = [j["artifact"] for j in jobs.values()]
     assert len(set(artifacts)) == len(artifacts) and all(a.startswith("cell-") for a in artifacts)
     assemble = workflow()["jobs"]["assemble"]
@@ -514,3 +525,12 @@ def test_a_collected_cell_from_another_runner_feeds_assemble_and_is_not_listed_a
     missing = {cell_id for cell_id, _ in other_host}
     assert foreign not in missing
     assert missing == {c.id for c in plan.cells if not c.buildable} - {foreign}
+
+
+def test_a_host_without_a_runner_label_sends_every_cell_to_its_platforms_runner() -> None:
+    matrix = load_matrix(MATRIX)
+    odd = Host(platform="linux-ppc64le", has_c_compiler=True, has_zig=True, glibc=(2, 36))
+    include = github_matrix(make_plan(matrix, odd))["include"]
+    assert isinstance(include, list)
+    assert all(e["builder"] == e["runner"] and e["here"] is False for e in include)
+    jsonschema.validate({"include": include}, GITHUB_SCHEMA)
