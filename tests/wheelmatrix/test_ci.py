@@ -534,3 +534,10 @@ def test_a_host_without_a_runner_label_sends_every_cell_to_its_platforms_runner(
     assert isinstance(include, list)
     assert all(e["builder"] == e["runner"] and e["here"] is False for e in include)
     jsonschema.validate({"include": include}, GITHUB_SCHEMA)
+
+
+def test_ci_pins_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ci", "pins"]) == 0
+    out = capsys.readouterr().out
+    for pin in ci.load_pins().actions:
+        assert f"{pin.action}@{pin.sha}  # {pin.tag}" in out
