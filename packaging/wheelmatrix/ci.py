@@ -37,6 +37,7 @@ else:  # pragma: no cover
 from wheelmatrix import _proc
 from wheelmatrix.errors import BuildError, ExitCode, PackageError, WheelmatrixError
 from wheelmatrix.model import Matrix, PlatformSpec, PublishStage
+from wheelmatrix.plan import Host, make_plan
 from wheelmatrix.stages.cells import CellResult, read_results_file, write_results
 from wheelmatrix.toolchains.fetch import file_sha256
 
@@ -416,8 +417,32 @@ def attests(stage: PublishStage) -> bool:
 
 
 def verify_pythons(matrix: Matrix) -> list[str]:
-    """The Pythons a verify job installs: the matrix's, then the toolkit's (the default ``python``)."""
-    return [v for v in matrix.python if v != TOOLKIT_PYTHON] + [TOOLKIT_PYTHON]
+    """The Pythons a verify or check job installs: the matrix's (and the install check's), then the
+    toolkit's, last, so that it is the default ``python``."""
+    wanted = dict.fromkeys([*matrix.python, *matrix.check.python])
+    return [v for v in wanted if v != TOOLKIT_PYTHON] + [TOOLKIT_PYTHON]
+
+
+def runner_host(platform: str) -> Host:
+    """A GitHub-hosted runner of ``platform`` as the plan sees it: compilers and zig (the jobs
+    install wheelmatrix[build]), no system CUDA toolkit."""
+    return Host(
+        platform=platform, has_c_compiler=True, has_zig=True, glibc=(2, 39) if platform.startswith("linux") else None
+    )
+
+
+def unbuildable_cells(matrix: Matrix) -> list[tuple[str, str]]:
+    """The cells no job of the workflow can build: neither the plan job's runner (``ubuntu-24.04``,
+    Linux x86_64) nor the runner of the cell's own platform. Their jobs fail with the plan's reason,
+    so the release never reaches assemble until they are excluded or given a source that works."""
+    host = make_plan(matrix, runner_host("linux-x86_64"))
+    own = {p.name: make_plan(matrix, runner_host(p.name)) for p in matrix.platforms}
+    out = []
+    for cell in host.cells:
+        there = own[cell.platform].cell(cell.id)
+        if not cell.buildable and not there.buildable:
+            out.append((cell.id, there.reason))
+    return out
 
 
 class _Jobs:
@@ -520,7 +545,9 @@ class _Jobs:
         return job
 
     def assemble(self) -> dict[str, object]:
-        steps: list[dict[str, object]] = [self.checkout(), self.python(), self.install("build")]
+        # every Python of the matrix: `check --strict` installs the wheels on each
+        pythons = Block("\n".join(verify_pythons(self.matrix)))
+        steps: list[dict[str, object]] = [self.checkout(), self.python(pythons), self.install("build")]
         steps.append(
             self.uses(
                 "actions/download-artifact",

@@ -541,3 +541,48 @@ def test_ci_pins_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for pin in ci.load_pins().actions:
         assert f"{pin.action}@{pin.sha}  # {pin.tag}" in out
+
+
+def test_cells_no_job_can_build_are_named_by_generate_and_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kbit's matrix declares cells whose toolchain no runner of the workflow has: the plan says why
+    per runner, and `ci generate`/`ci check` warn (their jobs fail, so nothing is published)."""
+    nowhere = dict(ci.unbuildable_cells(load_matrix(MATRIX)))
+    assert set(nowhere) == {
+        "linux-x86_64-cuda128",  # a system toolkit no runner or image carries
+        "linux-aarch64-cuda128",
+        "windows-x86_64-cuda128",
+        "linux-aarch64-cuda118",  # the debian source provides amd64 only
+        "linux-aarch64-cuda124",
+        "windows-x86_64-cuda118",  # debian cannot provide Windows
+        "windows-x86_64-cuda124",
+    }
+    assert "amd64 only" in nowhere["linux-aarch64-cuda118"] and "on any runner" in nowhere["windows-x86_64-cuda118"]
+    capsys.readouterr()
+    assert main(["ci", "check", "--matrix", str(MATRIX)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 7 cells no job of the workflow can build" in err and "  linux-x86_64-cuda128: " in err
+    # a matrix that excludes them gets no warning
+    root = _copy_repo(tmp_path)
+    text = (root / "matrix.toml").read_text()
+    rules = "".join(
+        f'\n[[rules]]\naction = "exclude"\nplatforms = ["{p}"]\nvariants = {v}\n'
+        for p, v in (
+            ("*", '["cuda128"]'),
+            ("linux-aarch64", '["cuda118", "cuda124"]'),
+            ("windows-*", '["cuda118", "cuda124"]'),
+        )
+    )
+    (root / "matrix.toml").write_text(text.replace("[packaging]", rules.lstrip("\n") + "\n[packaging]"))
+    assert ci.unbuildable_cells(load_matrix(root / "matrix.toml")) == []
+    capsys.readouterr()
+    assert main(["ci", "generate", "--matrix", str(root / "matrix.toml")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_assemble_job_has_every_python_the_install_check_uses() -> None:
+    job = workflow()["jobs"]["assemble"]
+    pythons = next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))["with"]["python-version"].split()
+    matrix = load_matrix(MATRIX)
+    assert set(pythons) == {*matrix.python, *matrix.check.python, ci.TOOLKIT_PYTHON} and pythons[-1] == "3.12"

@@ -87,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
                 return rc
         return 0
     matrix = load_matrix(args.matrix)
+    nowhere = ci.unbuildable_cells(matrix)
+    if nowhere:
+        print(
+            f"warning: {len(nowhere)} cells no job of the workflow can build (their jobs will fail, and the release "
+            "with them; exclude them with a [[rules]] entry or give them a source that can):",
+            file=sys.stderr,
+        )
+        for cell_id, reason in nowhere:
+            print(f"  {cell_id}: {reason}", file=sys.stderr)
     if action == "generate":
         for path in ci.generate(matrix, args.root):
             print(f"wrote {path}")
