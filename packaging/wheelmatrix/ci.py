@@ -266,7 +266,7 @@ def all_verbs(matrix: Matrix) -> list[tuple[str, ...]]:
     steps = [*CELL_STEPS, *ASSEMBLE_STEPS]
     for stage in matrix.publish:
         steps += [*publish_steps(stage), *verify_steps(stage)]
-    return [s.argv for s in steps] + [("wheelmatrix", "plan", "--format", "github")]
+    return [s.argv for s in steps] + [("wheelmatrix", "plan"), ("wheelmatrix", "plan", "--format", "github")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -399,6 +399,16 @@ def test_ci_reproduce_of_an_unknown_cell_names_the_cells(capsys: pytest.CaptureF
     assert "no cell linux-x86_64-cuda999" in err and "windows-x86_64-cuda130" in err
 
 
+def test_all_verbs_lists_every_wheelmatrix_command_of_the_workflow() -> None:
+    found = set()
+    for _, step in _steps():
+        for line in step.get("run", "").splitlines():
+            for m in re.finditer(r"wheelmatrix [^)\n]*", line):
+                words = shlex.split(m.group(0).replace('"$CELL"', "{cell}").replace('"$CUDA"', "{cuda}"))
+                found.add(tuple(words))
+    assert found == set(ci.all_verbs(load_matrix(MATRIX)))
+
+
 @pytest.mark.parametrize("argv", ci.all_verbs(load_matrix(MATRIX)), ids=lambda a: " ".join(a[1:4]))
 def test_every_command_the_workflow_runs_exists_in_the_real_parser(argv: tuple[str, ...]) -> None:
     """publish and verify come with issue 11: until it is merged, their two cases fail here."""

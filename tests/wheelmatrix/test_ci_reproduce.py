@@ -57,6 +57,9 @@ def test_reproduce_builds_the_cell_and_ci_and_local_wheels_are_identical(
     # the assemble job: collect every exported cell, assemble, check
     assert main(["ci", "collect", ci.CELLS_OUT, "--work", "ci-work"]) == 0
     assert main(["assemble", "--work", "ci-work", "--dist", "ci-dist"]) == 0
+    assert main(["check", "--strict", "--work", "ci-work", "--dist", "ci-dist"]) == 0  # installs it too
+    report = json.loads((root / "ci-dist" / "check-report.json").read_text())
+    assert report["passed"] is True
     # a maintainer's local build of the same cell, no cache
     assert main(["build", "--cell", cell, "--no-cache", "--work", "local-work"]) == 0
     (local,) = read_results(root / "local-work")
