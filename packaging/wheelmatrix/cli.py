@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "build": "wheelmatrix.commands.build",
     "assemble": "wheelmatrix.commands.assemble",
     "check": "wheelmatrix.commands.check",
+    "ci": "wheelmatrix.commands.ci",
     "plan": "wheelmatrix.commands.plan",
     "schema": "wheelmatrix.commands.schema",
     "toolchain": "wheelmatrix.commands.toolchain",

@@ -317,10 +317,15 @@ def plan_document(plan: Plan) -> dict[str, object]:
 def github_matrix(plan: Plan) -> dict[str, object]:
     """The object a GitHub Actions job consumes as ``strategy.matrix: ${{ fromJSON(...) }}``.
 
-    Every cell of the release is a job on its own runner (buildability on *this* host does not
-    matter there); schemas/github-matrix.schema.json describes it.
+    Every cell of the release is a job: ``runner`` is its platform's runner; ``builder`` the runner
+    that builds it: the runner of the host the plan ran on when this host builds the cell
+    (``here``: the same commands as a local build, zig cross builds included), else ``runner``.
+    schemas/github-matrix.schema.json describes it.
     """
+    from wheelmatrix.data import platform_facts  # noqa: PLC0415 - read lazily, never at import
+
     m = plan.matrix
+    host = platform_facts().get(plan.host.platform)
     return {
         "include": [
             {
@@ -329,6 +334,8 @@ def github_matrix(plan: Plan) -> dict[str, object]:
                 "variant": c.variant,
                 "cuda": "" if c.cuda is None else str(c.cuda),
                 "runner": m.platform(c.platform).runner,
+                "builder": host.runner if c.buildable and host is not None else m.platform(c.platform).runner,
+                "here": c.buildable and host is not None,
             }
             for c in plan.cells
         ]

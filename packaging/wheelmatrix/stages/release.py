@@ -74,7 +74,8 @@ def cell_wheels(
     if missing:
         raise PackageError(f"no cell wheel for {', '.join(missing)}", fix="run `wheelmatrix build` first")
     cells: list[CellWheel] = []
-    other_host: list[tuple[str, str]] = [(c.id, c.reason) for c in plan.cells if not c.buildable]
+    # cells this host cannot build, unless another runner's build was brought here (`ci collect`)
+    other_host: list[tuple[str, str]] = [(c.id, c.reason) for c in plan.cells if not c.buildable and c.id not in built]
     for r in results:
         if not r.ok or r.wheel is None:
             continue
