@@ -596,3 +596,12 @@ def test_the_assemble_job_has_every_python_the_install_check_uses() -> None:
     pythons = next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))["with"]["python-version"].split()
     matrix = load_matrix(MATRIX)
     assert set(pythons) == {*matrix.python, *matrix.check.python, ci.TOOLKIT_PYTHON} and pythons[-1] == "3.12"
+
+
+def test_a_stage_name_that_cannot_name_a_job_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _copy_repo(tmp_path)
+    text = (root / "matrix.toml").read_text()
+    (root / "matrix.toml").write_text(text.replace('name = "testpypi"', 'name = "test pypi"'))
+    assert main(["ci", "generate", "--matrix", str(root / "matrix.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "publish[0].name 'test pypi'" in err and "fix: use letters" in err and "Traceback" not in err
