@@ -446,6 +446,19 @@ def unbuildable_cells(matrix: Matrix) -> list[tuple[str, str]]:
     return out
 
 
+def require_buildable(matrix: Matrix) -> None:
+    """Refuse a matrix whose workflow can never finish: a cell no job can build fails its job, so
+    ``assemble`` never runs and nothing is published (:func:`unbuildable_cells`)."""
+    nowhere = unbuildable_cells(matrix)
+    if nowhere:
+        raise CiError(
+            f"{len(nowhere)} cells of {matrix.path} no job of the workflow can build; their jobs would fail and the "
+            "release would never publish:\n" + "\n".join(f"  {cell}: {reason}" for cell, reason in nowhere),
+            fix="exclude them with a [[rules]] entry (with a reason) or give their CUDA version a toolchain source "
+            "a runner has; --allow-unbuildable writes or checks the workflow anyway (a rehearsal that never publishes)",
+        )
+
+
 class _Jobs:
     def __init__(self, matrix: Matrix, pins: Pins, root: Path) -> None:
         self.matrix = matrix

@@ -175,23 +175,35 @@ def _cuda_cell(platform: PlatformSpec, spec: CudaSpec, host: Host) -> tuple[bool
             f"CUDA {spec.version}: source {t.source!r} cannot provide {platform.name} on any runner; declare a "
             f"source that can ({', '.join(platform.cuda_providers) or 'none'}) or exclude the cell with a rule"
         )
+    if t.source == "debian" and platform.wheel_arch != "x86_64":
+        return False, (
+            f"CUDA {spec.version}: the debian source provides amd64 only, so no {platform.name} machine or runner "
+            "builds it; declare a source that can or exclude the cell with a rule"
+        )
     if platform.name != host.platform:
+        if t.source == "system":
+            return False, (
+                f"CUDA {spec.version}: needs a {platform.name} machine with a system CUDA at {_where(t)}, which no "
+                f"GitHub-hosted runner ({platform.runner}) carries; build it on one or exclude the cell with a rule"
+            )
         if platform.os == "windows":
             return False, f"CUDA on Windows {_other_runner(platform)}"
         return False, _other_runner(platform)
-    if t.source not in platform.cuda_providers:
-        return False, f"CUDA {spec.version}: source {t.source!r} cannot provide {platform.name}; CI builds it"
     if t.source == "pypi":
         return True, f"CUDA {spec.version} from PyPI (NVIDIA's wheels)"
     if t.source == "debian":
-        if platform.wheel_arch != "x86_64":
-            return False, f"CUDA {spec.version}: the debian source provides amd64 only; CI builds it"
         return True, f"CUDA {spec.version} from Debian {t.suite} (non-free)"
     for version, root in host.system_cuda:
         if version == str(spec.version):
             return True, f"CUDA {spec.version} from the system ({root})"
-    where = str(t.path) if t.path is not None else "$CUDA_HOME"
-    return False, f"CUDA {spec.version}: no toolchain source on this host (no system CUDA at {where}); CI builds it"
+    return False, (
+        f"CUDA {spec.version}: no system CUDA at {_where(t)} on this host, and no GitHub-hosted runner carries one; "
+        "build it where one is installed or exclude the cell with a rule"
+    )
+
+
+def _where(t: Toolchain) -> str:
+    return str(t.path) if t.path is not None else "$CUDA_HOME"
 
 
 def make_plan(matrix: Matrix, host: Host) -> Plan:

@@ -553,12 +553,45 @@ def test_ci_pins_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"{pin.action}@{pin.sha}  # {pin.tag}" in out
 
 
-def test_cells_no_job_can_build_are_named_by_generate_and_check(
+def test_kbit_releases_no_cell_that_no_job_can_build() -> None:
+    """Every cell of kbit's plan is built by some job: the ones no runner's toolchain can serve are
+    excluded by its rules, each with a reason (so `ci generate`/`ci check` accept the matrix)."""
+    matrix = load_matrix(MATRIX)
+    assert ci.unbuildable_cells(matrix) == []
+    plan = make_plan(matrix, ci.runner_host("linux-x86_64"))
+    excluded = {f"{e.platform}-{e.variant}": e.reason for e in plan.excluded}
+    assert {c for c in excluded if not c.startswith("macos-")} == {
+        "linux-x86_64-cuda128",
+        "linux-aarch64-cuda128",
+        "windows-x86_64-cuda128",
+        "linux-aarch64-cuda118",
+        "linux-aarch64-cuda124",
+        "windows-x86_64-cuda118",
+        "windows-x86_64-cuda124",
+    }
+    assert "no nvcc" in excluded["windows-x86_64-cuda128"] and "amd64 only" in excluded["linux-aarch64-cuda118"]
+
+
+def _without_kbit_ci_rules(root: Path) -> Path:
+    """kbit's matrix without the rules that exclude the cells no job can build."""
+    path = root / "matrix.toml"
+    text = path.read_text()
+    rules = text.split("[[rules]]")
+    kept = [r for r in rules[1:] if "cuda128" not in r and "cuda118" not in r]
+    assert len(kept) == len(rules) - 3, "kbit's matrix no longer has the two rules this test removes"
+    path.write_text("[[rules]]".join([rules[0], *kept]))
+    return path
+
+
+def test_cells_no_job_can_build_make_generate_and_check_fail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """kbit's matrix declares cells whose toolchain no runner of the workflow has: the plan says why
-    per runner, and `ci generate`/`ci check` warn (their jobs fail, so nothing is published)."""
-    nowhere = dict(ci.unbuildable_cells(load_matrix(MATRIX)))
+    """Without kbit's exclusions its matrix has cells whose toolchain no runner of the workflow has:
+    the plan says why per runner, and `ci generate`/`ci check` refuse a workflow that can never
+    publish, unless --allow-unbuildable (then they warn)."""
+    root = _copy_repo(tmp_path)
+    matrix_path = _without_kbit_ci_rules(root)
+    nowhere = dict(ci.unbuildable_cells(load_matrix(matrix_path)))
     assert set(nowhere) == {
         "linux-x86_64-cuda128",  # a system toolkit no runner or image carries
         "linux-aarch64-cuda128",
@@ -569,25 +602,22 @@ def test_cells_no_job_can_build_are_named_by_generate_and_check(
         "windows-x86_64-cuda124",
     }
     assert "amd64 only" in nowhere["linux-aarch64-cuda118"] and "on any runner" in nowhere["windows-x86_64-cuda118"]
-    capsys.readouterr()
-    assert main(["ci", "check", "--matrix", str(MATRIX)]) == 0
+    assert "no GitHub-hosted runner" in nowhere["linux-x86_64-cuda128"]
+    for action in ("generate", "check"):
+        capsys.readouterr()
+        assert main(["ci", action, "--matrix", str(matrix_path)]) == 1
+        err = capsys.readouterr().err
+        assert "7 cells of" in err and "  linux-x86_64-cuda128: CUDA 12.8: " in err, err
+        assert "fix: exclude them with a [[rules]] entry" in err and "Traceback" not in err
+    before = (root / ci.WORKFLOW).read_text()
+    assert main(["ci", "check", "--allow-unbuildable", "--matrix", str(matrix_path)]) == 0
     err = capsys.readouterr().err
-    assert "warning: 7 cells no job of the workflow can build" in err and "  linux-x86_64-cuda128: " in err
-    # a matrix that excludes them gets no warning
-    root = _copy_repo(tmp_path)
-    text = (root / "matrix.toml").read_text()
-    rules = "".join(
-        f'\n[[rules]]\naction = "exclude"\nplatforms = ["{p}"]\nvariants = {v}\n'
-        for p, v in (
-            ("*", '["cuda128"]'),
-            ("linux-aarch64", '["cuda118", "cuda124"]'),
-            ("windows-*", '["cuda118", "cuda124"]'),
-        )
-    )
-    (root / "matrix.toml").write_text(text.replace("[packaging]", rules.lstrip("\n") + "\n[packaging]"))
-    assert ci.unbuildable_cells(load_matrix(root / "matrix.toml")) == []
+    assert "warning: 7 cells no job of the workflow can build" in err and "  windows-x86_64-cuda124: " in err
+    assert main(["ci", "generate", "--allow-unbuildable", "--matrix", str(matrix_path)]) == 0
+    assert (root / ci.WORKFLOW).read_text() == before  # the cells are the plan job's output, not the text's
+    # kbit's own matrix (with its rules) gets no warning
     capsys.readouterr()
-    assert main(["ci", "generate", "--matrix", str(root / "matrix.toml")]) == 0
+    assert main(["ci", "generate", "--matrix", str(_copy_repo(tmp_path / "kbit") / "matrix.toml")]) == 0
     assert "warning" not in capsys.readouterr().err
 
 

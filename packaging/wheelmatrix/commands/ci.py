@@ -25,10 +25,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         return p
 
     root_help = "the repository root the files go under (default: the matrix's folder)"
+    allow_help = "only warn about cells no job can build (default: refuse, as their release never publishes)"
     p = add("generate", f"write {ci.WORKFLOW} and {ci.CIBUILDWHEEL} from the matrix")
     p.add_argument("--root", type=Path, default=None, metavar="DIR", help=root_help)
+    p.add_argument("--allow-unbuildable", action="store_true", help=allow_help)
     p = add("check", "fail, showing the difference, when the committed files differ from what the matrix generates")
     p.add_argument("--root", type=Path, default=None, metavar="DIR", help=root_help)
+    p.add_argument("--allow-unbuildable", action="store_true", help=allow_help)
     p = add("reproduce", "run here exactly the commands the CI job of CELL runs")
     p.add_argument("cell", metavar="CELL")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 return rc
         return 0
     matrix = load_matrix(args.matrix)
+    if not args.allow_unbuildable:
+        ci.require_buildable(matrix)
     nowhere = ci.unbuildable_cells(matrix)
     if nowhere:
         print(
