@@ -9,12 +9,14 @@ fault case asserts the exit code, the one error line, no traceback and what the 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.server
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -377,6 +379,105 @@ def test_a_release_older_than_14_days_gets_no_new_file(stage: Stage) -> None:
         server.shutdown()
         server.server_close()
     assert WINDOWS in line
+    assert stage.testpypi.files() == []
+
+
+# ----------------------------------------------------------------------------- attestations (PEP 740)
+def fake_attestation(wheel: Path, sha256: str) -> Path:
+    """``<wheel>.publish.attestation`` shaped as ``python -m pypi_attestations sign`` writes it: its
+    in-toto statement (base64 in ``envelope.statement``) names ``sha256``. The certificate and the
+    signature are not real (signing needs a CI's OIDC identity); neither twine nor pypiserver checks them."""
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": wheel.name, "digest": {"sha256": sha256}}],
+        "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+        "predicate": None,
+    }
+    doc = {
+        "version": 1,
+        "verification_material": {"certificate": base64.b64encode(b"no cert").decode(), "transparency_entries": [{}]},
+        "envelope": {
+            "statement": base64.b64encode(json.dumps(statement).encode()).decode(),
+            "signature": base64.b64encode(b"no signature").decode(),
+        },
+    }
+    path = wheel.with_name(wheel.name + ".publish.attestation")
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def twine_runs(output: str) -> list[list[str]]:
+    """The twine command lines ``wheelmatrix -v`` echoed (``$ .../twine upload ...``)."""
+    runs = [shlex.split(line[2:]) for line in output.splitlines() if line.startswith("$ ")]
+    return [argv for argv in runs if Path(argv[0]).name == "twine"]
+
+
+TWINE_ATTESTATION_WARNING = "Only PyPI and TestPyPI support attestations"  # twine says it only with --attestations
+
+
+def test_attestations_in_dist_go_to_twine_with_their_wheel(stage: Stage) -> None:
+    """A sidecar per wheel: each wheel's twine run gets ``--attestations`` and that wheel's sidecar.
+
+    What this can prove: pypiserver ignores the ``attestations`` form field, so it cannot show they
+    arrived. It shows what twine was given (the command lines ``-v`` echoes) and that twine took them:
+    twine warns that only PyPI and TestPyPI support attestations, which it says only with the flag,
+    and it fails an upload whose wheel has no sidecar among its arguments (the next test runs that
+    for real), so each upload passing means twine paired a sidecar with its wheel. PyPI's acceptance
+    of signed attestations is proven only by a real release (docs/ci.md, section 7)."""
+    local = stage.local()
+    sidecars = {name: fake_attestation(stage.dist / name, digest) for name, digest in local.items()}
+    proc = stage.wm("publish", "--to", "testpypi", "-v")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    runs = twine_runs(out)
+    assert len(runs) == 2
+    for argv in runs:
+        wheel = Path(argv[-2])
+        assert "--attestations" in argv and argv[-1] == str(sidecars[wheel.name]), argv
+    assert sorted(Path(argv[-2]).name for argv in runs) == sorted(local)
+    assert out.count(TWINE_ATTESTATION_WARNING) == 2
+    assert "with 1 attestation(s)" in proc.stderr
+    assert f"uploaded with their attestations (twine --attestations): {LINUX}, {WINDOWS}" in proc.stdout
+    assert index_hashes(stage.testpypi) == local  # the wheels' own bytes; the sidecars are no files of the index
+    assert stage.testpypi.files() == sorted(local)
+
+
+def test_without_attestations_twine_gets_no_flag(stage: Stage) -> None:
+    proc = stage.wm("publish", "--to", "testpypi", "-v")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    runs = twine_runs(out)
+    assert len(runs) == 2 and not any("--attestations" in argv for argv in runs)
+    assert TWINE_ATTESTATION_WARNING not in out and "uploaded with their attestations" not in proc.stdout
+    assert index_hashes(stage.testpypi) == stage.local()
+    # why the flag goes only with sidecars: the real twine fails an --attestations upload without one
+    stage.testpypi.clear()
+    env = stage.env(NO_COLOR="1", TERM="dumb", COLUMNS="10000")
+    argv = [*runs[0][:-1], "--attestations", runs[0][-1]]
+    twine = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    said = " ".join((twine.stdout + twine.stderr).split())
+    assert twine.returncode != 0 and "Upload with attestations requested, but" in said, said
+    assert said.endswith("has no associated attestations"), said  # (rich wraps the long path: not compared)
+    assert stage.testpypi.files() == []
+
+
+def test_attestations_for_some_files_only_are_refused(stage: Stage) -> None:
+    fake_attestation(stage.dist / LINUX, stage.local()[LINUX])
+    line = refused(stage.wm("publish", "--to", "testpypi"), 7, "1 of 2 file(s) of the release in")
+    assert f"{WINDOWS} none" in line
+    assert stage.testpypi.files() == []
+
+
+def test_an_attestation_of_other_bytes_is_refused_before_any_upload(stage: Stage) -> None:
+    local = stage.local()
+    fake_attestation(stage.dist / LINUX, local[LINUX])
+    stale = hashlib.sha256(b"an earlier build").hexdigest()
+    fake_attestation(stage.dist / WINDOWS, stale)
+    line = refused(stage.wm("publish", "--to", "testpypi"), 7, "1 attestation(s) in")
+    assert f"{WINDOWS}.publish.attestation (names sha256 {stale[:12]}" in line and local[WINDOWS][:12] in line
+    (stage.dist / (WINDOWS + ".publish.attestation")).write_text("{not json")
+    line = refused(stage.wm("publish", "--to", "testpypi"), 7, "are not for the checked files")
+    assert "(not a PEP 740 attestation;" in line
     assert stage.testpypi.files() == []
 
 

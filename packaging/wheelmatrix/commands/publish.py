@@ -41,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
         f"published to {result.stage}: {len(result.uploaded)} uploaded, {len(result.skipped)} already there with the "
         f"same sha256 ({result.seconds:.1f} s); record: {result.record}"
     )
+    if result.attested:
+        print(f"uploaded with their attestations (twine --attestations): {', '.join(result.attested)}")
     print(f"next: wheelmatrix verify --from {result.stage}")
     return int(ExitCode.OK)

@@ -16,6 +16,9 @@ Gates, enforced here and not by convention:
 Uploads are idempotent: the index's view of the project is read first (:mod:`wheelmatrix.index`);
 a file there with the same sha256 is done, one with another sha256 is a hard error naming both,
 a missing one is uploaded by twine (one file per run, through ``_proc.run``), then read back.
+PEP 740 attestations go with the uploads when ``dist/`` holds them (``<file>.publish.attestation``,
+as ``python -m pypi_attestations sign`` writes them): for every file of the release, each naming
+the checked sha256, or for none (:func:`release_attestations`); twine gets ``--attestations``.
 Credentials are twine's (``TWINE_USERNAME``/``TWINE_PASSWORD``, ``WHEELMATRIX_<STAGE>_USERNAME``/
 ``..._PASSWORD`` per stage, a keyring, a ``.pypirc`` section named after the stage, or Trusted
 Publishing in CI); wheelmatrix never reads, prints or writes the password.
@@ -23,8 +26,10 @@ Publishing in CI); wheelmatrix never reads, prints or writes the password.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import datetime as dt
+import glob
 import json
 import logging
 import os
@@ -352,6 +357,63 @@ def _release_age_days(release: Release, view: Mapping[str, IndexFile]) -> float 
     return (dt.datetime.now(dt.timezone.utc) - min(times)).total_seconds() / 86400
 
 
+# --------------------------------------------------------------------------------- attestations
+ATTESTATION_SUFFIX = ".publish.attestation"  # what `python -m pypi_attestations sign FILE` writes next to FILE
+_SIGN = "python -m pypi_attestations sign dist/*.whl"
+
+
+def attestations_of(f: ReleaseFile) -> tuple[Path, ...]:
+    """The attestation sidecars of ``f`` in its folder: ``<file>.<kind>.attestation``, the files twine's
+    ``--attestations`` attaches to ``f`` (``<file>.publish.attestation`` from pypi_attestations)."""
+    return tuple(sorted(f.path.parent.glob(glob.escape(f.file) + ".*.attestation")))
+
+
+def attested_sha256(path: Path) -> str | None:
+    """The sha256 the attestation's in-toto statement names as its one subject; None when ``path`` is not
+    a PEP 740 attestation (JSON with ``envelope.statement``, base64 of the statement)."""
+    try:
+        doc = json.loads(path.read_bytes())
+        statement = json.loads(base64.b64decode(doc["envelope"]["statement"], validate=True))
+        (subject,) = statement["subject"]
+        digest = subject["digest"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return digest if isinstance(digest, str) else None
+
+
+def release_attestations(release: Release) -> dict[str, tuple[Path, ...]]:
+    """file -> its attestation sidecars, for every file of the release or for none (``{}``).
+
+    Refused before anything goes up: some files attested and others not (an index never lets an
+    attestation be added to a file after its upload), and an attestation that is not for the checked
+    bytes (the index would refuse that upload halfway through the release).
+    """
+    found = {f.file: attestations_of(f) for f in release.files}
+    attested = [name for name, paths in found.items() if paths]
+    if not attested:
+        return {}
+    bare = [name for name, paths in found.items() if not paths]
+    if bare:
+        raise PublishError(
+            f"{len(attested)} of {len(found)} file(s) of the release in {release.dist} have attestations "
+            f"(<file>{ATTESTATION_SUFFIX}), {_listing(bare)} none; a file uploaded without one never gets it",
+            fix=f"sign every file ({_SIGN}), or remove the *.attestation files to publish without attestations",
+        )
+    wrong: list[str] = []
+    for f in release.files:
+        for path in found[f.file]:
+            digest = attested_sha256(path)
+            if digest != f.sha256:
+                what = "not a PEP 740 attestation" if digest is None else f"names sha256 {digest[:12]}…"
+                wrong.append(f"{path.name} ({what}; the checked file is {f.short}…)")
+    if wrong:
+        raise PublishError(
+            f"{len(wrong)} attestation(s) in {release.dist} are not for the checked files: {_listing(wrong)}",
+            fix=f"sign the checked files again ({_SIGN}) after the last `wheelmatrix check`, then publish again",
+        )
+    return found
+
+
 # ---------------------------------------------------------------------------------------- twine
 def stage_env_prefix(stage: PublishStage) -> str:
     """``WHEELMATRIX_TESTPYPI`` for stage ``testpypi``: its credentials are ``<prefix>_USERNAME``/``_PASSWORD``."""
@@ -373,8 +435,9 @@ def _pypirc_section(stage: PublishStage) -> str | None:
     return stage.name if url.rstrip("/") == stage.repository_url.rstrip("/") else None
 
 
-def _twine_argv(stage: PublishStage, path: Path) -> tuple[list[str], dict[str, str]]:
-    """twine's command line and environment for one upload to ``stage``: no secret in the arguments."""
+def _twine_argv(stage: PublishStage, path: Path, attestations: Sequence[Path] = ()) -> tuple[list[str], dict[str, str]]:
+    """twine's command line and environment for one upload to ``stage``: no secret in the arguments.
+    With ``attestations``, ``--attestations`` and the sidecar files (twine pairs them with ``path``)."""
     twine = tool("twine", TWINE_FIX)
     argv = [twine, "upload", "--non-interactive", "--disable-progress-bar"]
     env = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "10000", "PATH": tool_path()}
@@ -391,7 +454,9 @@ def _twine_argv(stage: PublishStage, path: Path) -> tuple[list[str], dict[str, s
         env["TWINE_REPOSITORY_URL"] = ""
     else:
         argv += ["--repository-url", stage.repository_url]
-    return [*argv, str(path)], env
+    if attestations:
+        argv.append("--attestations")
+    return [*argv, str(path), *map(str, attestations)], env
 
 
 def _twine_failure(stage: PublishStage, file: str, output: str) -> PublishError:
@@ -432,6 +497,7 @@ class PublishResult:
     uploaded: tuple[str, ...]
     seconds: float
     record: Path
+    attested: tuple[str, ...] = ()  # uploaded with their attestations (twine --attestations)
 
 
 def require_previous_verified(matrix: Matrix, release: Release, index: int, record: PublishRecord) -> None:
@@ -480,6 +546,7 @@ def publish(
     start = time.monotonic()
     index, stage = stage_named(matrix, stage_name)
     release = release or load_release(matrix, dist)
+    attestations = release_attestations(release)
     record = read_publish_record(release)
     require_previous_verified(matrix, release, index, record)
     view = index_view(stage, release)
@@ -502,10 +569,13 @@ def publish(
     by_name = {f.file: f for f in release.files}
     for n, name in enumerate(missing, 1):
         f = by_name[name]
-        say(f"{stage.name}: uploading {name} ({f.size / 2**20:.1f} MiB, {n}/{len(missing)})")
-        argv, env = _twine_argv(stage, f.path)
+        sidecars = attestations.get(name, ())
+        with_ = f", with {len(sidecars)} attestation(s)" if sidecars else ""
+        say(f"{stage.name}: uploading {name} ({f.size / 2**20:.1f} MiB{with_}, {n}/{len(missing)})")
+        argv, env = _twine_argv(stage, f.path, attestations.get(name, ()))
         outcome = _proc.run(argv, check=False, timeout=timeout, extra_env=env)
         failed_output = outcome.output if outcome.returncode != 0 else None
+        log.debug("twine said: %s", outcome.output.strip())  # -v shows it (twine never prints a password)
         after = index_view(stage, release)
         there = after.get(name)
         if failed_output is not None and (there is None or there.sha256 != f.sha256):
@@ -537,4 +607,7 @@ def publish(
             f"{_listing(still_missing)}",
             fix=f"run `wheelmatrix publish --to {stage.name}` again (files already there are skipped)",
         )
-    return PublishResult(stage.name, stage.index_url, tuple(done), tuple(uploaded), time.monotonic() - start, path)
+    attested = tuple(name for name in uploaded if attestations.get(name))
+    return PublishResult(
+        stage.name, stage.index_url, tuple(done), tuple(uploaded), time.monotonic() - start, path, attested
+    )
