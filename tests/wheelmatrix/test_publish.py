@@ -186,6 +186,20 @@ def test_wrong_password_uploads_nothing(stage: Stage) -> None:
     assert "WHEELMATRIX_TESTPYPI_USERNAME/WHEELMATRIX_TESTPYPI_PASSWORD" in proc.stderr
 
 
+def test_credentials_from_a_pypirc_section_named_after_the_stage(stage: Stage) -> None:
+    no_creds = stage.env(TWINE_USERNAME="", TWINE_PASSWORD="")
+    refused(stage.wm("publish", "--to", "testpypi", env=no_creds), 7, "no credentials for testpypi")
+    assert stage.testpypi.files() == []
+    pypirc = stage.tmp / ".pypirc"  # HOME is the test's folder
+    pypirc.write_text(
+        f"[distutils]\nindex-servers = testpypi\n\n[testpypi]\nrepository = {stage.testpypi.upload}\n"
+        f"username = {USER}\npassword = {PASSWORD}\n"
+    )
+    proc = stage.wm("publish", "--to", "testpypi", env=no_creds)
+    assert proc.returncode == 0, proc.stderr
+    assert index_hashes(stage.testpypi) == stage.local()
+
+
 def test_index_down(stage: Stage) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     text = stage.matrix.read_text().replace(stage.testpypi.url, dead)

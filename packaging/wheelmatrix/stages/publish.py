@@ -502,7 +502,8 @@ def publish(
     by_name = {f.file: f for f in release.files}
     for n, name in enumerate(missing, 1):
         f = by_name[name]
-        say(f"{stage.name}: uploading {name} ({f.size / 2**20:.1f} MiB, {n}/{len(missing)})")
+        size = f"{f.size / 2**20:.1f} MiB" if f.size >= 2**20 else f"{f.size / 2**10:.0f} KiB"
+        say(f"{stage.name}: uploading {name} ({size}, {n}/{len(missing)})")
         argv, env = _twine_argv(stage, f.path)
         outcome = _proc.run(argv, check=False, timeout=timeout, extra_env=env)
         failed_output = outcome.output if outcome.returncode != 0 else None
