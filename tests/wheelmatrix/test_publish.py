@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -31,8 +32,9 @@ from index_servers import USER, IndexServer, free_port, indexes, no_pip_config_e
 from build_fixtures.cellwheels import HERE, make_cell_wheel, make_matrix
 from wheelmatrix import schema
 from wheelmatrix.index import read_project
+from wheelmatrix.model import CheckSpec
 from wheelmatrix.stages.assemble import assemble_all
-from wheelmatrix.stages.check import check_release
+from wheelmatrix.stages.check import InstallSource, check_installs_from_index, check_release
 from wheelmatrix.stages.publish import PUBLISH_RECORD
 from wheelmatrix.stages.record import make_record, write_record
 
@@ -321,6 +323,36 @@ def test_verify_of_a_stage_missing_a_file(stage: Stage) -> None:
     (stage.testpypi.folder / WINDOWS).unlink()
     line = refused(stage.wm("verify", "--from", "testpypi"), 7, "is missing 1 file(s)")
     assert WINDOWS in line
+
+
+def test_verify_installs_the_split_layout_with_its_extras_from_the_index_alone(
+    tmp_path: Path, servers: list[IndexServer]
+) -> None:
+    """kbit + kbit-cu12 (split per CUDA major): ``kbit[cu12]`` resolves both from the stage's index.
+    The fake CUDA library carries no CUDA code, so `wheelmatrix check` would fail it (WM505): the
+    install step of verify is called directly, on files put on the index by hand."""
+    matrix = make_matrix(tmp_path, split="per-cuda-major")
+    cells = [make_cell_wheel(tmp_path, "cpu"), make_cell_wheel(tmp_path, "cuda124")]
+    finals = assemble_all(matrix, cells, tmp_path / "assembled")
+    assert sorted(f.distribution for f in finals) == ["kbit", "kbit-cu12"]
+    matrix = replace(matrix, check=CheckSpec(smoke=("python", "-m", "kbit")))
+    index = servers[0]
+    index.clear()
+    for f in finals:
+        shutil.copyfile(f.path, index.folder / f.path.name)
+    source = InstallSource(index_url=index.simple, deps_index_url=index.simple, logs="verify")
+    wheels = [f.path for f in finals]
+    installs, findings = check_installs_from_index(matrix, wheels, ["3.11"], source=source, work=tmp_path / "w")
+    assert not findings, findings
+    for results in installs.values():
+        (result,) = results
+        assert result.status == "passed", result.reason
+        assert f"installed with [cu12] from {index.simple}" in result.reason
+    # the split distribution comes from the index, never from the local files: gone there, the install fails
+    (index.folder / next(f.path.name for f in finals if f.distribution == "kbit-cu12")).unlink()
+    installs, findings = check_installs_from_index(matrix, wheels, ["3.11"], source=source, work=tmp_path / "w")
+    assert findings and all(f.code == "WM701" for f in findings)
+    assert f"could not install it from {index.simple} alone" in findings[0].what
 
 
 # ------------------------------------------------------------------------------- the index reader
