@@ -172,6 +172,13 @@ def test_testpypi_then_verify_then_pypi_with_the_same_bytes(stage: Stage) -> Non
 
 
 def test_release_command_runs_every_stage_and_resumes(stage: Stage) -> None:
+    proc = stage.wm("release", env=stage.env(TWINE_PASSWORD="not-the-password"))
+    refused(proc, 7, "testpypi (" + stage.testpypi.upload + ") refused the credentials")
+    assert "check: every file of the release" in proc.stderr  # the check ran and passed first
+    then = "  then: `wheelmatrix publish --to testpypi`, then `wheelmatrix verify --from testpypi`, then "
+    assert then + "`wheelmatrix publish --to pypi` and `wheelmatrix verify --from pypi`" in proc.stderr
+    assert stage.testpypi.files() == [] and stage.pypi.files() == []
+
     proc = stage.wm("release")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "released kbit 0.1.0 to testpypi, pypi" in proc.stdout
