@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -206,6 +207,45 @@ def test_credentials_from_a_pypirc_section_named_after_the_stage(stage: Stage) -
     )
     proc = stage.wm("publish", "--to", "testpypi", env=no_creds)
     assert proc.returncode == 0, proc.stderr
+    assert index_hashes(stage.testpypi) == stage.local()
+
+
+class _LostResponse(http.server.BaseHTTPRequestHandler):
+    """Forwards an upload to the real index, then drops the connection without an answer: an upload
+    that succeeded but whose response never came back (a timeout after success, twine#199)."""
+
+    target = ""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
+        request = urllib.request.Request(self.target, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=60):
+            pass
+        self.close_connection = True  # no status line: the client sees the connection drop
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_upload_whose_answer_was_lost_is_read_back_and_counted(stage: Stage) -> None:
+    _LostResponse.target = stage.testpypi.upload
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LostResponse)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        upload = f"http://127.0.0.1:{proxy.server_address[1]}/"
+        text = stage.matrix.read_text().replace(
+            f'repository-url = "{stage.testpypi.upload}"', f'repository-url = "{upload}"'
+        )
+        stage.matrix.write_text(text)
+        proc = stage.wm("publish", "--to", "testpypi")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proc.returncode == 0, proc.stderr  # twine failed every time; the index's read-back decides
+    assert "2 uploaded, 0 already there" in proc.stdout
+    assert proc.stderr.count("the upload went through, its answer was lost") == 2
     assert index_hashes(stage.testpypi) == stage.local()
 
 

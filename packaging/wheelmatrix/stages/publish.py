@@ -518,6 +518,11 @@ def publish(
                 f"{_listing(left)}"
             )
             raise err
+        if failed_output is not None:
+            say(
+                f"{stage.name}: twine failed on {name} but the index lists it with the checked sha256 (the upload "
+                "went through, its answer was lost): counted as uploaded"
+            )
         if there is None:
             raise PublishError(
                 f"twine reported {name} uploaded, but {stage.index_url} does not list it",
