@@ -23,7 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -33,8 +35,9 @@ from index_servers import USER, IndexServer, free_port, indexes, no_pip_config_e
 from build_fixtures.cellwheels import HERE, make_cell_wheel, make_matrix
 from wheelmatrix import schema
 from wheelmatrix.index import read_project
+from wheelmatrix.model import CheckSpec
 from wheelmatrix.stages.assemble import assemble_all
-from wheelmatrix.stages.check import check_release
+from wheelmatrix.stages.check import InstallSource, check_installs_from_index, check_release
 from wheelmatrix.stages.publish import PUBLISH_RECORD
 from wheelmatrix.stages.record import make_record, write_record
 
@@ -172,6 +175,13 @@ def test_testpypi_then_verify_then_pypi_with_the_same_bytes(stage: Stage) -> Non
 
 
 def test_release_command_runs_every_stage_and_resumes(stage: Stage) -> None:
+    proc = stage.wm("release", env=stage.env(TWINE_PASSWORD="not-the-password"))
+    refused(proc, 7, "testpypi (" + stage.testpypi.upload + ") refused the credentials")
+    assert "check: every file of the release" in proc.stderr  # the check ran and passed first
+    then = "  then: `wheelmatrix publish --to testpypi`, then `wheelmatrix verify --from testpypi`, then "
+    assert then + "`wheelmatrix publish --to pypi` and `wheelmatrix verify --from pypi`" in proc.stderr
+    assert stage.testpypi.files() == [] and stage.pypi.files() == []
+
     proc = stage.wm("release")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "released kbit 0.1.0 to testpypi, pypi" in proc.stdout
@@ -186,6 +196,59 @@ def test_wrong_password_uploads_nothing(stage: Stage) -> None:
     refused(proc, 7, "testpypi (" + stage.testpypi.upload + ") refused the credentials")
     assert stage.testpypi.files() == []
     assert "WHEELMATRIX_TESTPYPI_USERNAME/WHEELMATRIX_TESTPYPI_PASSWORD" in proc.stderr
+
+
+def test_credentials_from_a_pypirc_section_named_after_the_stage(stage: Stage) -> None:
+    no_creds = stage.env(TWINE_USERNAME="", TWINE_PASSWORD="")
+    refused(stage.wm("publish", "--to", "testpypi", env=no_creds), 7, "no credentials for testpypi")
+    assert stage.testpypi.files() == []
+    pypirc = stage.tmp / ".pypirc"  # HOME is the test's folder
+    pypirc.write_text(
+        f"[distutils]\nindex-servers = testpypi\n\n[testpypi]\nrepository = {stage.testpypi.upload}\n"
+        f"username = {USER}\npassword = {PASSWORD}\n"
+    )
+    proc = stage.wm("publish", "--to", "testpypi", env=no_creds)
+    assert proc.returncode == 0, proc.stderr
+    assert index_hashes(stage.testpypi) == stage.local()
+
+
+class _LostResponse(http.server.BaseHTTPRequestHandler):
+    """Forwards an upload to the real index, then drops the connection without an answer: an upload
+    that succeeded but whose response never came back (a timeout after success, twine#199)."""
+
+    target = ""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
+        request = urllib.request.Request(self.target, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=60):
+            pass
+        self.close_connection = True  # no status line: the client sees the connection drop
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_upload_whose_answer_was_lost_is_read_back_and_counted(stage: Stage) -> None:
+    _LostResponse.target = stage.testpypi.upload
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LostResponse)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        upload = f"http://127.0.0.1:{proxy.server_address[1]}/"
+        text = stage.matrix.read_text().replace(
+            f'repository-url = "{stage.testpypi.upload}"', f'repository-url = "{upload}"'
+        )
+        stage.matrix.write_text(text)
+        proc = stage.wm("publish", "--to", "testpypi")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proc.returncode == 0, proc.stderr  # twine failed every time; the index's read-back decides
+    assert "2 uploaded, 0 already there" in proc.stdout
+    assert proc.stderr.count("the upload went through, its answer was lost") == 2
+    assert index_hashes(stage.testpypi) == stage.local()
 
 
 def test_index_down(stage: Stage) -> None:
@@ -309,6 +372,36 @@ def test_verify_of_a_stage_missing_a_file(stage: Stage) -> None:
     (stage.testpypi.folder / WINDOWS).unlink()
     line = refused(stage.wm("verify", "--from", "testpypi"), 7, "is missing 1 file(s)")
     assert WINDOWS in line
+
+
+def test_verify_installs_the_split_layout_with_its_extras_from_the_index_alone(
+    tmp_path: Path, servers: list[IndexServer]
+) -> None:
+    """kbit + kbit-cu12 (split per CUDA major): ``kbit[cu12]`` resolves both from the stage's index.
+    The fake CUDA library carries no CUDA code, so `wheelmatrix check` would fail it (WM505): the
+    install step of verify is called directly, on files put on the index by hand."""
+    matrix = make_matrix(tmp_path, split="per-cuda-major")
+    cells = [make_cell_wheel(tmp_path, "cpu"), make_cell_wheel(tmp_path, "cuda124")]
+    finals = assemble_all(matrix, cells, tmp_path / "assembled")
+    assert sorted(f.distribution for f in finals) == ["kbit", "kbit-cu12"]
+    matrix = replace(matrix, check=CheckSpec(smoke=("python", "-m", "kbit")))
+    index = servers[0]
+    index.clear()
+    for f in finals:
+        shutil.copyfile(f.path, index.folder / f.path.name)
+    source = InstallSource(index_url=index.simple, deps_index_url=index.simple, logs="verify")
+    wheels = [f.path for f in finals]
+    installs, findings = check_installs_from_index(matrix, wheels, ["3.11"], source=source, work=tmp_path / "w")
+    assert not findings, findings
+    for results in installs.values():
+        (result,) = results
+        assert result.status == "passed", result.reason
+        assert f"installed with [cu12] from {index.simple}" in result.reason
+    # the split distribution comes from the index, never from the local files: gone there, the install fails
+    (index.folder / next(f.path.name for f in finals if f.distribution == "kbit-cu12")).unlink()
+    installs, findings = check_installs_from_index(matrix, wheels, ["3.11"], source=source, work=tmp_path / "w")
+    assert findings and all(f.code == "WM701" for f in findings)
+    assert f"could not install it from {index.simple} alone" in findings[0].what
 
 
 # ------------------------------------------------------------------------------- the index reader

@@ -571,8 +571,9 @@ def publish(
         f = by_name[name]
         sidecars = attestations.get(name, ())
         with_ = f", with {len(sidecars)} attestation(s)" if sidecars else ""
-        say(f"{stage.name}: uploading {name} ({f.size / 2**20:.1f} MiB{with_}, {n}/{len(missing)})")
-        argv, env = _twine_argv(stage, f.path, attestations.get(name, ()))
+        size = f"{f.size / 2**20:.1f} MiB" if f.size >= 2**20 else f"{f.size / 2**10:.0f} KiB"
+        say(f"{stage.name}: uploading {name} ({size}{with_}, {n}/{len(missing)})")
+        argv, env = _twine_argv(stage, f.path, sidecars)
         outcome = _proc.run(argv, check=False, timeout=timeout, extra_env=env)
         failed_output = outcome.output if outcome.returncode != 0 else None
         log.debug("twine said: %s", outcome.output.strip())  # -v shows it (twine never prints a password)
@@ -587,6 +588,11 @@ def publish(
                 f"{_listing(left)}"
             )
             raise err
+        if failed_output is not None:
+            say(
+                f"{stage.name}: twine failed on {name} but the index lists it with the checked sha256 (the upload "
+                "went through, its answer was lost): counted as uploaded"
+            )
         if there is None:
             raise PublishError(
                 f"twine reported {name} uploaded, but {stage.index_url} does not list it",

@@ -28,9 +28,12 @@ class ShipResult:
     steps: tuple[PublishResult | VerifyResult, ...]
 
 
-def _next(step: str, rest: Sequence[str]) -> str:
-    after = " then " + ", ".join(rest) if rest else ""
-    return f"{step}{after} (or `wheelmatrix release` again: finished steps are skipped)"
+def _then(exc: PublishError, steps: Sequence[str]) -> PublishError:
+    """``exc`` with the rest of the release after its fix: what to run once it is fixed."""
+    rest = ", then ".join(steps)
+    then = f"{rest} (or `wheelmatrix release` again: finished steps are skipped)"
+    exc.fix = f"{exc.fix}\n  then: {then}" if exc.fix else then
+    return exc
 
 
 def ship(
@@ -67,9 +70,7 @@ def ship(
         try:
             steps.append(publish(matrix, dist, stage.name, release=release, progress=say))
         except PublishError as exc:
-            exc.fix = f"{exc.fix}; then " if exc.fix else ""
-            exc.fix += _next(f"`wheelmatrix publish --to {stage.name}`", rest)
-            raise
+            raise _then(exc, [f"`wheelmatrix publish --to {stage.name}`", *rest]) from None
         try:
             steps.append(
                 verify(
@@ -84,7 +85,5 @@ def ship(
                 )
             )
         except PublishError as exc:
-            exc.fix = f"{exc.fix}; then " if exc.fix else ""
-            exc.fix += _next(rest[0], rest[1:])
-            raise
+            raise _then(exc, rest) from None
     return ShipResult(release.project, release.version, tuple(steps))
