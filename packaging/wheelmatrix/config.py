@@ -369,6 +369,7 @@ class _Resolver:
             defines=tuple(b.defines.items()),
             cpu_defines=tuple(b.cpu_defines.items()),
             cuda_defines=tuple(b.cuda_defines.items()),
+            memory_per_compile=int(b.memory_per_compile) if b.memory_per_compile is not None else None,
         )
 
     def _defines(self, where: list[str | int], table: Mapping[str, str]) -> None:

@@ -228,6 +228,7 @@ class BuildContract:
     defines: tuple[tuple[str, str], ...] = ()
     cpu_defines: tuple[tuple[str, str], ...] = ()
     cuda_defines: tuple[tuple[str, str], ...] = ()
+    memory_per_compile: int | None = None  # bytes per compile thread for --jobs auto; None: the default
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,13 @@ class BuildTable:
     )
     cpu_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for the CPU variant."))
     cuda_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for every CUDA variant."))
+    memory_per_compile: Size | None = field(
+        default=None,
+        metadata=doc(
+            "Memory one compile (one nvcc thread) may take, for `--jobs auto`: fewer compiles run at once when "
+            "available memory / this is below the cores. Default: 1 GiB for CPU-only builds, 4 GiB with CUDA cells."
+        ),
+    )
 
 
 @dataclass(frozen=True)
