@@ -200,7 +200,7 @@ def open_build_tree(tree: Path, key: str) -> str:
     """
     marker = tree / TREE_KEY_FILE
     try:
-        reused = marker.read_text().strip() == key
+        reused = key != "fresh-environment" and marker.read_text().strip() == key
     except OSError:
         reused = False
     if not reused:
@@ -223,6 +223,18 @@ _KILLED = re.compile(
 def killed_for_memory(tail: str) -> bool:
     """Whether a failed build's log says a compiler was killed by SIGKILL (the OOM killer)."""
     return bool(_KILLED.search(tail))
+
+
+def oom_kills() -> int:
+    """The kernel's count of OOM kills (Linux /proc/vmstat; 0 elsewhere): one that rose while a
+    cell built says a compiler of it (or of a cell beside it) was killed for memory."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _define(name: str, value: str) -> str:
@@ -533,9 +545,11 @@ def build_cell(
         "threads": nvcc_threads,
     }
     tree = folder / "cmake"
-    tree_key = build_tree_key(spec, settings, toolchain, launcher)
-    common["build_tree"] = open_build_tree(tree, tree_key)
     isolated = options.isolation and python is None
+    # a fresh isolated environment per build has new paths every time (CMake would reconfigure
+    # from scratch anyway): its tree is never reused
+    tree_key = build_tree_key(spec, settings, toolchain, launcher) if not isolated else "fresh-environment"
+    common["build_tree"] = open_build_tree(tree, tree_key)
     argv = [python or options.python, "-m", "build", "--wheel", "--outdir", str(out)]
     if not isolated:
         argv.append("--no-isolation")
@@ -543,6 +557,7 @@ def build_cell(
     argv += [f"-C{_define('CMAKE_TOOLCHAIN_FILE', str(chain))}"]
     argv += [f"-Cbuild-dir={tree}", str(spec.project.source)]
     t1 = time.monotonic()
+    ooms = oom_kills()
     group = folder / GROUP_FILE
     try:
         _proc.run(
@@ -562,7 +577,7 @@ def build_cell(
             if exc.returncode is not None and exc.returncode > 0:  # it ended itself (not killed): keep the tree
                 close_build_tree(tree, tree_key)
             reason = f"the build exited with code {exc.returncode}"
-            if killed_for_memory(exc.tail):
+            if killed_for_memory(exc.tail) or oom_kills() > ooms:
                 per = schedule.per_compile if schedule is not None else None
                 reason = (
                     f"a compiler was killed (SIGKILL, exit 137): out of memory with {jobs} job(s) x"

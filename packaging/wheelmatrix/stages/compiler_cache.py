@@ -73,7 +73,11 @@ def cache_dir(root: Path, toolchain_key: str) -> Path:
 def launcher_lines(ccache: str) -> list[str]:
     return [
         "# the compiler cache (wheelmatrix: ccache, one cache per toolchain)",
-        *(f'set(CMAKE_{lang}_COMPILER_LAUNCHER "{ccache}")' for lang in LANGUAGES),
+        # a launcher the build was given (-D CMAKE_<LANG>_COMPILER_LAUNCHER) comes first
+        *(
+            f'if(NOT CMAKE_{lang}_COMPILER_LAUNCHER)\n  set(CMAKE_{lang}_COMPILER_LAUNCHER "{ccache}")\nendif()'
+            for lang in LANGUAGES
+        ),
     ]
 
 
