@@ -256,16 +256,18 @@ def _cuda_provider(monkeypatch: pytest.MonkeyPatch) -> object:
 def test_jobs_auto_splits_nvcc_threads_within_cores_and_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_bound: bool
 ) -> None:
-    """A real CUDA 13.0 cell (nvcc from NVIDIA's wheels) for three archs on a machine described as
+    """A real CUDA 13.0 cell (nvcc from NVIDIA's wheels) for kbit's eight archs on a machine described as
     eight cores: the split gives nvcc threads, and the compiles never exceed the cores (or the
     memory, when the per-compile figure allows two compile threads only)."""
     tree = copy_kbit(tmp_path / "kbit")
     _extra_sources(tree, 4)
     script, log = _fake_compiler(tmp_path)
     matrix = kbit_matrix(tree, policy=POLICY)
-    cells = [cuda_cell("13.0", (75, 80, 90), ())]
+    (cuda,) = [c for c in matrix.cuda if str(c.version) == "13.0"]
+    cells = [cuda_cell("13.0", cuda.sass, cuda.ptx)]
+    archs = len(set(cuda.sass) | set(cuda.ptx))
     memory = 2 * GIB if memory_bound else 64 * GIB
-    schedule = auto_schedule([3], cores=8, memory=memory, per_compile=GIB)
+    schedule = auto_schedule([archs], cores=8, memory=memory, per_compile=GIB)
     options = BuildOptions(
         work=tmp_path / "work",
         cache=None,
@@ -274,14 +276,14 @@ def test_jobs_auto_splits_nvcc_threads_within_cores_and_memory(
         extra_settings=_launch(script, "C", "CXX", "CUDA"),
     )
     (result,) = build_cells(specs(matrix, cells), options, _cuda_provider(monkeypatch))  # type: ignore[arg-type]
-    assert result.status == "built", result.tail
+    assert result.status == "built", (result.reason, result.tail)
     _, threads_at_once, seen = _at_once(log)
     assert threads_at_once <= 8
     if memory_bound:
         assert threads_at_once <= 2 and seen == {1}
     else:
-        assert (schedule.jobs, schedule.threads) == (2, 3)
-        assert 3 in seen  # the CUDA compile ran with --threads=3
+        assert (schedule.jobs, schedule.threads) == (2, 4)
+        assert 4 in seen  # the CUDA compile ran with --threads=4
     assert result.schedule is not None and result.schedule["threads"] == schedule.threads
 
 
