@@ -128,6 +128,14 @@ class CudaTable:
         ),
     )
     defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for this CUDA version's cells."))
+    fatbin_compression: Literal["auto", "size", "standard", "none"] = field(
+        default="auto",
+        metadata=doc(
+            "How nvcc compresses the fatbin: size (--compress-mode=size, nvcc >= 12.8, smallest; older drivers "
+            "cannot load it), standard (-Xfatbin -compress-all), none; auto: size where the version's driver "
+            "floor loads it (CUDA 13), else standard."
+        ),
+    )
     facts: CudaFactsTable | None = field(
         default=None,
         metadata=doc("Facts for a CUDA version wheelmatrix does not know, or overrides of the ones it does."),

@@ -320,3 +320,55 @@ def test_killed_for_memory_patterns() -> None:
     assert killed_for_memory("g++: fatal error: Killed signal terminated program cc1plus")
     assert killed_for_memory("nvcc error   : 'cicc' died due to signal 9 (Kill signal)")
     assert not killed_for_memory("error: expected ';' before '}' token")
+
+
+# --- fatbin compression ------------------------------------------------------------------------
+
+
+def _driver(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def test_size_compression_is_on_by_default_only_where_every_driver_of_the_floor_loads_it() -> None:
+    from wheelmatrix import data
+
+    facts = data.cuda_facts()
+    first_loading = min(_driver(f.min_driver_linux) for v, f in facts.items() if f.compress_size)
+    for v, f in facts.items():
+        if f.compress_size:
+            assert (v.major, v.minor) >= (12, 8), v  # nvcc has --compress-mode from 12.8
+        if f.compress_size_default:
+            # the family floor (minor-version compatibility) must be a driver that loads it
+            assert _driver(f.family_min_driver_linux) >= first_loading, v
+    assert any(f.compress_size_default for f in facts.values())
+    assert not any(f.compress_size_default for v, f in facts.items() if v.major == 12)
+
+
+def test_fatbin_compression_option_reaches_the_toolchain_file(tmp_path: Path) -> None:
+    tree = copy_kbit(tmp_path / "kbit")
+    matrix = kbit_matrix(tree, policy=POLICY)
+    (spec13,) = specs(matrix, [cuda_cell("13.0", (75,), (75,))])
+    (spec124,) = specs(matrix, [cuda_cell("12.4", (75,), (75,))])
+    assert spec13.cuda is not None and spec124.cuda is not None
+    assert spec13.cuda.compress_flags == ("--compress-mode=size",)  # auto: CUDA 13's floor loads it
+    assert spec124.cuda.compress_flags == ("-Xfatbin", "-compress-all")  # 12.4's nvcc has no size mode
+    text = toolchain_file(spec13, tmp_path, None).read_text()
+    assert 'set(CMAKE_CUDA_FLAGS_INIT "--compress-mode=size")' in text
+    standard = replace(spec13, cuda=replace(spec13.cuda, fatbin_compression="standard"))
+    assert standard.cuda is not None and standard.cuda.compress_flags == ("-Xfatbin", "-compress-all")
+    none = replace(spec13, cuda=replace(spec13.cuda, fatbin_compression="none"))
+    assert none.cuda is not None and none.cuda.compress_flags == ()
+
+
+def test_size_compression_on_a_version_without_it_is_a_matrix_error(tmp_path: Path) -> None:
+    from wheelmatrix.config import load_matrix
+    from wheelmatrix.errors import MatrixError
+
+    text = (REPO / "tests" / "wheelmatrix" / "build_fixtures" / "kbit-release.toml").read_text()
+    text = text.replace('[cuda."12.4"]\n', '[cuda."12.4"]\nfatbin-compression = "size"\n', 1)
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    with pytest.raises(MatrixError) as err:
+        load_matrix(path)
+    assert "fatbin-compression" in err.value.message and "12.8" in err.value.message
+    assert err.value.fix is not None and "standard" in err.value.fix

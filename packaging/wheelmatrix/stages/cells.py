@@ -157,7 +157,9 @@ def build_tree_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchai
         "library": spec.library,
         "link_glibc": list(spec.link_glibc) if spec.link_glibc else None,
         "cross": spec.cross,
-        "cuda": None if spec.cuda is None else {"sass": list(spec.cuda.sass), "ptx": list(spec.cuda.ptx)},
+        "cuda": None
+        if spec.cuda is None
+        else {"sass": list(spec.cuda.sass), "ptx": list(spec.cuda.ptx), "compress": list(spec.cuda.compress_flags)},
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
         "compiler": host_identity(spec),
@@ -249,9 +251,10 @@ def toolchain_file(spec: BuildSpec, folder: Path, toolchain: Toolchain | None, l
         *platform_of(spec.platform).toolchain_file(spec, folder / "tools"),
     ]
     if spec.cuda is not None:
-        flags = " ".join(spec.cuda.facts.compress)
+        flags = " ".join(spec.cuda.compress_flags)
         lines += [
-            f"# CUDA {spec.cuda.version}: fatbins compressed without raising the driver floor",
+            f"# CUDA {spec.cuda.version}: fatbin compression {spec.cuda.fatbin_compression} (without raising"
+            " the driver floor unless the matrix asks)",
             f'set(CMAKE_CUDA_FLAGS_INIT "{flags}")',
         ]
     if toolchain is not None:
@@ -402,7 +405,12 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "cross": spec.cross,
         "cuda": None
         if cuda is None
-        else {"sass": list(cuda.sass), "ptx": list(cuda.ptx), "components": list(cuda.component_names)},
+        else {
+            "sass": list(cuda.sass),
+            "ptx": list(cuda.ptx),
+            "components": list(cuda.component_names),
+            "compress": list(cuda.compress_flags),
+        },
         "cuda_libraries": spec.cuda_libraries,
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
