@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +53,13 @@ policy = "manylinux_2_39"
 """
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of the finished children so far: steadier than wall time on a
+    machine shared with other work."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(argv: list[str], cwd: Path) -> float:
     start = time.monotonic()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
@@ -61,27 +69,31 @@ def _timed(argv: list[str], cwd: Path) -> float:
     return took
 
 
-def plain(tree: Path, tmp: Path) -> float:
+def plain(tree: Path, tmp: Path) -> tuple[float, float]:
+    """(wall, CPU) of a configure and build in a fresh folder."""
     build = tmp / "plain"
     shutil.rmtree(build, ignore_errors=True)
+    cpu = _cpu()
     start = time.monotonic()
     _timed(
         ["cmake", "-S", str(tree), "-B", str(build), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DKBIT_BACKEND=cpu"],
         tree,
     )
     _timed(["cmake", "--build", str(build)], tree)
-    return time.monotonic() - start
+    return time.monotonic() - start, _cpu() - cpu
 
 
-def toolkit(tree: Path, work: Path, *more: str) -> tuple[float, float]:
-    """(the cell's recorded duration, the command's wall time)."""
+def toolkit(tree: Path, work: Path, *more: str) -> tuple[float, float, float]:
+    """(the cell's recorded duration, the command's wall time, the command's CPU time)."""
     shutil.rmtree(work / "cells", ignore_errors=True)  # a fresh build tree: everything compiles
     argv = [sys.executable, "-m", "wheelmatrix", "build", "-q", "--matrix", str(tree / "matrix.toml")]
     argv += ["--work", str(work), "--no-cache", "--no-compiler-cache", *more]
+    cpu = _cpu()
     wall = _timed(argv, tree)
+    cpu = _cpu() - cpu
     (cell,) = json.loads((work / "cells.json").read_text())["cells"]
     assert cell["status"] == "built", cell
-    return float(cell["duration"]), wall
+    return float(cell["duration"]), wall, cpu
 
 
 def main() -> None:
@@ -95,28 +107,33 @@ def main() -> None:
         (tree / "matrix.toml").write_text(MATRIX)
         work = tmp / "work"
         toolkit(tree, work)  # prepares the build environment (once per machine) and warms the disk
-        plains, cells, walls, fresh_cells = [], [], [], []
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("plain", "plain_cpu", "cell", "command", "command_cpu", "fresh_env_cell")
+        }
         for i in range(args.repeat):
-            plains.append(plain(tree, tmp))
-            cell, wall = toolkit(tree, work)
-            cells.append(cell)
-            walls.append(wall)
-            fresh_cells.append(toolkit(tree, work, "--fresh-env")[0])
+            wall, cpu = plain(tree, tmp)
+            runs["plain"].append(wall)
+            runs["plain_cpu"].append(cpu)
+            cell, wall, cpu = toolkit(tree, work)
+            runs["cell"].append(cell)
+            runs["command"].append(wall)
+            runs["command_cpu"].append(cpu)
+            runs["fresh_env_cell"].append(toolkit(tree, work, "--fresh-env")[0])
             print(
-                f"run {i + 1}: plain {plains[-1]:.2f} s, cell {cell:.2f} s (command {wall:.2f} s), fresh env {fresh_cells[-1]:.2f} s",
+                f"run {i + 1}: plain {runs['plain'][-1]:.2f} s ({runs['plain_cpu'][-1]:.2f} s CPU), "
+                f"cell {cell:.2f} s (command {wall:.2f} s, {cpu:.2f} s CPU), "
+                f"fresh env {runs['fresh_env_cell'][-1]:.2f} s, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    med = {
-        k: statistics.median(v)
-        for k, v in {"plain": plains, "cell": cells, "command": walls, "fresh_env_cell": fresh_cells}.items()
-    }
+    med = {k: statistics.median(v) for k, v in runs.items()}
     doc = {
         "cores": os.cpu_count(),
         "load": os.getloadavg(),
-        "runs": {"plain": plains, "cell": cells, "command": walls, "fresh_env_cell": fresh_cells},
+        "runs": runs,
         "median": med,
         "ratio_cell_to_plain": med["cell"] / med["plain"],
         "ratio_command_to_plain": med["command"] / med["plain"],
+        "ratio_command_cpu_to_plain_cpu": med["command_cpu"] / med["plain_cpu"],
         "ratio_fresh_env_cell_to_plain": med["fresh_env_cell"] / med["plain"],
     }
     args.out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -8,6 +8,10 @@ that environment once per (Python, build requirements) under ``<root>/<key>/`` (
 found), and builds every cell in it with ``python -m build --no-isolation``. It is as isolated
 from the toolkit's own environment as before: only the project's build requirements are in it.
 
+In that environment the cell calls the backend's ``build_wheel`` hook itself, in one process
+(:func:`backend_argv`): what ``python -m build --no-isolation`` does, less its own start, its
+dependency check (the environment was made from those requirements) and a second process per hook.
+
 Made in a staging folder and renamed into place under a file lock, so concurrent builds make it
 once and a killed one leaves no half-made environment behind. Once per Python is the unit: when
 Python becomes a build axis, each interpreter gets its own.
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from filelock import FileLock
@@ -41,6 +47,44 @@ from build import ProjectBuilder
 builder = ProjectBuilder(sys.argv[1])
 print(json.dumps(sorted(builder.get_requires_for_build("wheel"))))
 """
+
+
+# the PEP 517 build_wheel hook, called in the prepared environment (argv: outdir, source, settings)
+_BUILD_WHEEL = """
+import importlib, json, os, sys
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+out, source, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with open(os.path.join(source, "pyproject.toml"), "rb") as fh:
+    system = tomllib.load(fh).get("build-system", {})
+for extra in reversed(system.get("backend-path", [])):
+    sys.path.insert(0, os.path.join(source, extra))
+module, _, attr = system.get("build-backend", "setuptools.build_meta:__legacy__").partition(":")
+backend = importlib.import_module(module)
+for part in filter(None, attr.split(".")):
+    backend = getattr(backend, part)
+os.chdir(source)
+print("* built " + backend.build_wheel(out, settings), flush=True)
+"""
+
+
+def backend_argv(python: str, source: Path, outdir: Path, settings: list[str]) -> list[str]:
+    """The command that builds ``source``'s wheel into ``outdir`` with the config ``settings``
+    (``KEY=VALUE``, as ``python -m build -C``) in the prepared environment of ``python``."""
+    config: dict[str, str | list[str]] = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        old = config.get(key)
+        config[key] = value if old is None else [*(old if isinstance(old, list) else [old]), value]
+    outdir.mkdir(parents=True, exist_ok=True)
+    script = Path(python).parent.parent / "wheelmatrix_build_wheel.py"
+    if not script.is_file() or script.read_text() != _BUILD_WHEEL:
+        tmp = script.with_name(f"{script.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(_BUILD_WHEEL)
+        tmp.replace(script)
+    return [python, str(script), str(outdir), str(source), json.dumps(config)]
 
 
 def build_requires(source: Path) -> list[str]:

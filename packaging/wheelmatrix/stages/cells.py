@@ -558,12 +558,15 @@ def build_cell(
     # from scratch anyway): its tree is never reused
     tree_key = build_tree_key(spec, settings, toolchain, launcher) if not isolated else "fresh-environment"
     common["build_tree"] = open_build_tree(tree, tree_key)
-    argv = [python or options.python, "-m", "build", "--wheel", "--outdir", str(out)]
-    if not isolated:
-        argv.append("--no-isolation")
-    argv += [f"-C{s}" for s in settings]
-    argv += [f"-C{_define('CMAKE_TOOLCHAIN_FILE', str(chain))}"]
-    argv += [f"-Cbuild-dir={tree}", str(spec.project.source)]
+    every = [*settings, _define("CMAKE_TOOLCHAIN_FILE", str(chain)), f"build-dir={tree}"]
+    if python is not None:  # the prepared environment: the backend's hook, called directly
+        argv = buildenv.backend_argv(python, spec.project.source, out, every)
+    else:
+        argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
+        if not isolated:
+            argv.append("--no-isolation")
+        argv += [f"-C{s}" for s in every]
+        argv.append(str(spec.project.source))
     t1 = time.monotonic()
     ooms = oom_kills()
     group = folder / GROUP_FILE
