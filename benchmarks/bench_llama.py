@@ -26,7 +26,6 @@ Usage: python benchmarks/bench_llama.py [--version 0.3.16] [--out bench-llama.js
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -35,7 +34,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from wheelmatrix.stages import buildenv
@@ -80,17 +78,25 @@ policy = "manylinux_2_39"   # this host's glibc or newer: no zig link
 
 
 def sdist(version: str, dest: Path) -> Path:
-    """The sdist from PyPI, checked against the sha256 the index gives."""
-    with urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{version}/json", timeout=60) as r:
-        meta = json.load(r)
-    (entry,) = [u for u in meta["urls"] if u["packagetype"] == "sdist"]
-    path = dest / entry["filename"]
-    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["digests"]["sha256"]:
-        with urllib.request.urlopen(entry["url"], timeout=600) as r:
-            path.write_bytes(r.read())
-    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["digests"]["sha256"]:
-        raise SystemExit(f"{path}: sha256 differs from PyPI's")
-    return path
+    """The sdist from PyPI (pip checks it against the index's hash), kept in ``dest``."""
+    name = f"llama_cpp_python-{version}.tar.gz"
+    if not (dest / name).is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(dest),
+                f"llama-cpp-python=={version}",
+            ],
+            check=True,
+        )
+    return dest / name
 
 
 def unpack(archive: Path, dest: Path, matrix: str) -> Path:
