@@ -13,7 +13,9 @@ Its CPU cell, each step timed as a whole `wheelmatrix build` command:
    step 3 and built again (the cell cache misses, the build tree is reused);
 5. `wheelmatrix assemble` of step 4 (repair by auditwheel and its rating).
 
-The matrix (written into each copy): library `llama_{variant}` in `llama_cpp/lib`. wheelmatrix
+Each copy's pyproject.toml gets `wheel.py-api = "py3"` under [tool.scikit-build] (the toolkit
+asks it of a project whose libraries are loaded with ctypes: a py3-none wheel; the compile is the
+same). The matrix (written into each copy): library `llama_{variant}` in `llama_cpp/lib`. wheelmatrix
 needs the library's name to differ per variant, and llama.cpp names its `libllama.so` alike for
 every backend, so the cell renames every shared library through a CMake rules file
 (`CMAKE_SHARED_LIBRARY_SUFFIX` = `_cpu.so`): the wheels build and repair, but llama_cpp's own
@@ -105,6 +107,12 @@ def unpack(archive: Path, dest: Path, matrix: str) -> Path:
     (tree,) = list(dest.iterdir())
     (tree / "matrix.toml").write_text(matrix.replace('"RULES"', json.dumps(str(tree / "wm-rules.cmake"))))
     (tree / "wm-rules.cmake").write_text(RULES)
+    # its libraries are loaded with ctypes: a py3-none wheel, as wheelmatrix asks of a project
+    # (the one line an adopter adds; it changes the wheel's tag, not what is compiled)
+    pyproject = tree / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("[tool.scikit-build]\n", '[tool.scikit-build]\nwheel.py-api = "py3"\n', 1)
+    )
     return tree
 
 

@@ -372,3 +372,28 @@ def test_size_compression_on_a_version_without_it_is_a_matrix_error(tmp_path: Pa
         load_matrix(path)
     assert "fatbin-compression" in err.value.message and "12.8" in err.value.message
     assert err.value.fix is not None and "standard" in err.value.fix
+
+
+# --- the cell cache key sees into submodules -------------------------------------------------------
+
+
+def test_an_edit_inside_a_submodule_changes_the_source_digest(tmp_path: Path) -> None:
+    """llama-cpp-python's sdist ships .git with vendor/llama.cpp, a submodule, unpacked: git lists
+    the submodule as one entry, so its files must be read another way or an edit is served stale."""
+    import subprocess
+
+    from wheelmatrix.stages.cells import source_digest
+
+    tree = copy_kbit(tmp_path / "kbit")
+    vendored = tree / "vendor" / "lib"
+    vendored.mkdir(parents=True)
+    (vendored / "kernel.cpp").write_text("int k() { return 1; }\n")
+    git = ["git", "-C", str(tree), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A", ":!vendor"], check=True)
+    subprocess.run([*git, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},vendor/lib"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    matrix = kbit_matrix(tree, policy=POLICY)
+    before = source_digest(matrix.project)
+    (vendored / "kernel.cpp").write_text("int k() { return 2; }\n")
+    assert source_digest(matrix.project) != before

@@ -301,7 +301,19 @@ def _git_files(root: Path) -> list[str] | None:
         return None
     if done.returncode != 0:
         return None
-    return [n for n in done.output.split("\0") if n]
+    names = [n for n in done.output.split("\0") if n]
+    # a submodule is one entry (a gitlink) to git: its files are the project's inputs too (an sdist
+    # that ships .git with its vendored submodule unpacked, or a checkout with submodules)
+    staged = _proc.run(["git", "-C", root, "ls-files", "-z", "--stage", "--", "."], timeout=120, check=False)
+    for entry in staged.output.split("\0") if staged.returncode == 0 else []:
+        meta, _, path = entry.partition("\t")
+        if not meta.startswith("160000") or not (root / path).is_dir():
+            continue
+        inner = _git_files(root / path) if (root / path / ".git").exists() else None
+        if inner is None:
+            inner = _walk_files(root / path)
+        names += [f"{path}/{n}" for n in inner]
+    return names
 
 
 def _walk_files(root: Path, *, everything: bool = False) -> list[str]:
