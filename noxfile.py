@@ -130,8 +130,9 @@ def build(session: nox.Session) -> None:
     """The main job: plan, provision CUDA toolchains, build every cell this host can (cached),
     assemble per-platform wheels under the size limit (split per CUDA major when needed), repair
     (auditwheel / delvewheel) and check them (`wheelmatrix check --strict`: fails on any finding);
-    dist/ gets the wheels, build-record.json, check-report.json and report.html.
-    Extra arguments go to `wheelmatrix build` (e.g. `nox -s build -- --jobs 2 --cell linux-x86_64-cpu`)."""
+    dist/ gets the wheels, build-record.json, check-report.json and report.html. The build prints
+    the schedule it chose (--jobs auto: cells x jobs x nvcc threads) and each cell's compiler-cache
+    hit rate. Extra arguments go to `wheelmatrix build` (e.g. `nox -s build -- --jobs 2 --cell linux-x86_64-cpu`)."""
     _install_once(session, f"{TOOLKIT}[build]")
     session.run("wheelmatrix", "build", *session.posargs)
     session.run("wheelmatrix", "assemble")

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +51,45 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def session_members(sid: int) -> list[int]:
+    """The processes of session ``sid`` (Linux: read from /proc; elsewhere none are found).
+
+    A command started by :func:`run` leads its own session. Build tools put their commands in
+    process groups of their own (ninja does, for each compile), so killing the leader's group alone
+    would leave those compilers running; the session holds them all."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and fields[3] == str(sid) and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_session(sid: int) -> list[int]:
+    """SIGKILL every process of session ``sid`` (and the group it leads); returns the pids killed."""
+    killed = []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, signal.SIGKILL)
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
+        kill_session(proc.pid)  # the leader is gone; its session may not be
         return
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):  # children may outlive the leader: kill the group regardless
-        os.killpg(proc.pid, signal.SIGKILL)
+    # children may outlive the leader, in groups of their own: kill the whole session regardless
+    kill_session(proc.pid)
     proc.wait()
 
 
@@ -74,12 +104,14 @@ def run(
     check: bool = True,
     input: bytes | None = None,
     fix: str | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Completed:
     """Run ``argv``; see the module docstring.
 
     ``env`` replaces the environment, ``extra_env`` is laid over it (or over ``os.environ``).
     With ``log_file`` the output is appended there (and its tail read back on failure);
-    otherwise it is captured and returned.
+    otherwise it is captured and returned. ``on_start`` is given the process id (= its process
+    group's) as soon as it runs.
     """
     args = [os.fspath(a) for a in argv]
     args[0] = which(args[0], path=(env or os.environ).get("PATH"), fix=fix)
@@ -110,6 +142,8 @@ def run(
         raise EnvironmentProblem(f"cannot start `{args[0]}`: {exc.strerror}", fix=fix) from exc
     timed_out = False
     try:
+        if on_start is not None:
+            on_start(proc.pid)
         raw, _ = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True

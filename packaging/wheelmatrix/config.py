@@ -369,6 +369,7 @@ class _Resolver:
             defines=tuple(b.defines.items()),
             cpu_defines=tuple(b.cpu_defines.items()),
             cuda_defines=tuple(b.cuda_defines.items()),
+            memory_per_compile=int(b.memory_per_compile) if b.memory_per_compile is not None else None,
         )
 
     def _defines(self, where: list[str | int], table: Mapping[str, str]) -> None:
@@ -458,10 +459,14 @@ class _Resolver:
                 self.fail([*base, "sass"], f"CUDA {v} declares no arch: a library with no code",
                           "list at least one SASS or PTX arch")  # fmt: skip
             self._defines([*base, "defines"], table.defines)
+            if table.fatbin_compression == "size" and not f.compress_size:
+                self.fail([*base, "fatbin-compression"], f"CUDA {v}'s nvcc has no --compress-mode=size (12.8 and newer)",
+                          'use "standard" (-Xfatbin -compress-all) or "auto"')  # fmt: skip
             out.append(CudaSpec(version=v, sass=table.sass, ptx=table.ptx,
                                 toolchain=self._toolchain(v, table.toolchain, sources.get(v, ()), base), facts=f,
                                 components=self._components(table.components, [*base, "components"]),
-                                defines=tuple(table.defines.items())))  # fmt: skip
+                                defines=tuple(table.defines.items()),
+                                fatbin_compression=table.fatbin_compression))  # fmt: skip
         return tuple(out)
 
     def _facts(self, v: CudaVersion, known: CudaFacts | None, table: settings.CudaFactsTable | None,

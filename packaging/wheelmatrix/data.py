@@ -54,6 +54,8 @@ def cuda_facts() -> dict[CudaVersion, CudaFacts]:
             family_min_driver_windows=family["min-driver-windows"],
             runtime_soname=family["runtime-soname"],
             compress=tuple(entry["compress"]),
+            compress_size=tuple(entry.get("compress-size", ())),
+            compress_size_default=bool(entry.get("compress-size-default", False)),
         )
     return out
 

@@ -87,6 +87,8 @@ class CudaFacts:
     family_min_driver_windows: str
     runtime_soname: str
     compress: tuple[str, ...]
+    compress_size: tuple[str, ...] = ()  # --compress-mode=size where nvcc has it (12.8+)
+    compress_size_default: bool = False  # on by default: the version's driver floor loads it
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,17 @@ class CudaSpec:
     facts: CudaFacts
     components: tuple[Component, ...] = ()
     defines: tuple[tuple[str, str], ...] = ()  # CMake defines of this version's cells
+    fatbin_compression: str = "auto"  # auto | size | standard | none ([cuda."X.Y"] fatbin-compression)
+
+    @property
+    def compress_flags(self) -> tuple[str, ...]:
+        """nvcc's fatbin compression flags of this version's cells."""
+        mode = self.fatbin_compression
+        if mode == "auto":
+            mode = "size" if self.facts.compress_size_default and self.facts.compress_size else "standard"
+        if mode == "size":
+            return self.facts.compress_size
+        return self.facts.compress if mode == "standard" else ()
 
     @property
     def component_names(self) -> tuple[str, ...]:
@@ -228,6 +241,7 @@ class BuildContract:
     defines: tuple[tuple[str, str], ...] = ()
     cpu_defines: tuple[tuple[str, str], ...] = ()
     cuda_defines: tuple[tuple[str, str], ...] = ()
+    memory_per_compile: int | None = None  # bytes per compile thread for --jobs auto; None: the default
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,13 @@ class BuildTable:
     )
     cpu_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for the CPU variant."))
     cuda_defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for every CUDA variant."))
+    memory_per_compile: Size | None = field(
+        default=None,
+        metadata=doc(
+            "Memory one compile (one nvcc thread) may take, for `--jobs auto`: fewer compiles run at once when "
+            "available memory / this is below the cores. Default: 1 GiB for CPU-only builds, 4 GiB with CUDA cells."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,14 @@ class CudaTable:
         ),
     )
     defines: dict[str, str] = field(default_factory=dict, metadata=doc("CMake defines for this CUDA version's cells."))
+    fatbin_compression: Literal["auto", "size", "standard", "none"] = field(
+        default="auto",
+        metadata=doc(
+            "How nvcc compresses the fatbin: size (--compress-mode=size, nvcc >= 12.8, smallest; older drivers "
+            "cannot load it), standard (-Xfatbin -compress-all), none; auto: size where the version's driver "
+            "floor loads it (CUDA 13), else standard."
+        ),
+    )
     facts: CudaFactsTable | None = field(
         default=None,
         metadata=doc("Facts for a CUDA version wheelmatrix does not know, or overrides of the ones it does."),

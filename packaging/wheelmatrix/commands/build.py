@@ -32,9 +32,9 @@ from wheelmatrix.stages.cells import (
     Provider,
     Toolchain,
     build_cells,
-    default_jobs,
 )
 from wheelmatrix.toolchains import registry
+from wheelmatrix.toolchains.cache import cache_root
 
 HELP = "build the plan's cells into cell wheels (cached, in parallel, each with a timeout and a log)"
 DEFAULT_WORK = Path("build/wheelmatrix")
@@ -57,10 +57,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         "-j",
-        type=int,
-        default=None,
-        metavar="N",
-        help=f"cells at once (default: cores / 2 = {default_jobs()})",
+        default="auto",
+        metavar="N|auto",
+        help="cells at once; auto (default) divides the cores and memory between cells, build jobs and"
+        " nvcc threads ([build] memory-per-compile of matrix.toml bounds it)",
     )
     parser.add_argument(
         "--timeout",
@@ -82,9 +82,34 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     cache.add_argument("--no-cache", action="store_true", help="build every cell, ignore and fill no cache")
     parser.add_argument("--offline", action="store_true", help="use only toolchains already provided (no downloads)")
-    parser.add_argument(
+    env = parser.add_mutually_exclusive_group()
+    env.add_argument(
         "--no-isolation", action="store_true", help="build in this environment (scikit-build-core must be installed)"
     )
+    env.add_argument(
+        "--fresh-env",
+        action="store_true",
+        help="a fresh isolated build environment per cell (default: one prepared environment, reused)",
+    )
+    parser.add_argument("--no-compiler-cache", action="store_true", help="compile everything anew (no ccache launcher)")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once (exit 5) when another run holds the work folder or cell cache, instead of waiting",
+    )
+
+
+def parse_jobs(value: str) -> int | None:
+    """``--jobs``: a number of cells at once, or None for auto."""
+    if value == "auto":
+        return None
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise UsageProblem(f"--jobs {value}: not a number", fix="pass --jobs auto or --jobs 1 or more") from None
+    if jobs < 1:
+        raise UsageProblem(f"--jobs {jobs}: needs at least 1", fix="pass --jobs auto or --jobs 1 or more")
+    return jobs
 
 
 def select_cells(plan: Plan, wanted: Sequence[str]) -> list[Cell]:
@@ -112,12 +137,16 @@ def _provider(matrix: Matrix, offline: bool) -> Provider:
 
 def result_table(results: Sequence[CellResult]) -> Table:
     table = Table(title="cells")
-    for col in ("cell", "result", "time", "wheel", "reason"):
+    for col in ("cell", "result", "time", "wheel", "compiler cache", "reason"):
         table.add_column(col, overflow="fold")
     colors = {"built": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
     for r in results:
         size = f"{r.wheel_size / 2**20:.2f} MiB" if r.wheel_size else "-"
-        table.add_row(r.cell_id, f"[{colors[r.status]}]{r.status}[/]", f"{r.duration:.1f} s", size, r.reason)
+        rate = r.compiler_cache.get("hit_rate") if r.compiler_cache else None
+        hits = "-"
+        if r.compiler_cache:
+            hits = f"{rate:.0%}" if isinstance(rate, float) else "no compile" if r.compiler_cache["enabled"] else "off"
+        table.add_row(r.cell_id, f"[{colors[r.status]}]{r.status}[/]", f"{r.duration:.1f} s", size, hits, r.reason)
     return table
 
 
@@ -125,9 +154,7 @@ def run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     plan = make_plan(matrix, host_mod.detect(matrix))
     cells = select_cells(plan, args.cell)
-    jobs = args.jobs if args.jobs is not None else default_jobs()
-    if jobs < 1:
-        raise UsageProblem(f"--jobs {jobs}: needs at least 1", fix="pass --jobs 1 or more")
+    jobs = parse_jobs(str(args.jobs))
     work: Path = args.work
     cache = None if args.no_cache else (args.cache or work / "cache")
     console = Console(stderr=True, quiet=args.quiet, log_path=False, soft_wrap=True)
@@ -144,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
     task = progress.add_task("building cells", total=len(buildable))
 
     def on_event(cell_id: str, result: CellResult | None, message: str) -> None:
+        if not cell_id:  # about the whole build (the schedule)
+            progress.console.log(message, markup=False, highlight=False)
+            return
         if result is None:
             progress.console.log(f"{cell_id}: building")
             return
@@ -152,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
             progress.console.log(
                 f"{cell_id}: {result.status} in {result.duration:.1f} s"
                 + (f" ({result.reason})" if result.status == "failed" else "")
+                + (f", compiler cache {result.compiler_cache['reason']}" if result.compiler_cache else ""),
+                markup=False,
+                highlight=False,
             )
+
+    def on_wait(message: str) -> None:
+        console.print(message, markup=False, highlight=False)
 
     options = BuildOptions(
         work=work,
@@ -160,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         jobs=jobs,
         timeout=args.timeout,
         isolation=not args.no_isolation,
+        build_envs=None if args.fresh_env else cache_root() / "build-envs",
+        compiler_cache=None if args.no_compiler_cache else cache_root() / "compiler-cache",
+        memory_per_compile=matrix.build.memory_per_compile,
+        wait=not args.no_wait,
+        on_wait=on_wait,
         offline=args.offline,
         on_event=on_event,
     )

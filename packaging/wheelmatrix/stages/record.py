@@ -47,6 +47,32 @@ _CELL = {
         "tail": {"type": "string"},
         "settings": {"type": "array", "items": {"type": "string"}},
         "toolchain": {"type": ["string", "null"]},
+        "build_tree": {"enum": ["reused", "clean", None]},
+        "compiler_cache": {
+            "type": ["object", "null"],
+            "required": ["enabled", "reason", "hits", "misses", "hit_rate"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "hits": {"type": "integer", "minimum": 0},
+                "misses": {"type": "integer", "minimum": 0},
+                "uncacheable": {"type": "integer", "minimum": 0},
+                "hit_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            },
+        },
+        "schedule": {
+            "type": ["object", "null"],
+            "required": ["jobs", "threads"],
+            "properties": {
+                "cells": {"type": "integer", "minimum": 1},
+                "jobs": {"type": "integer", "minimum": 1},
+                "threads": {"type": "integer", "minimum": 1},
+                "cores": {"type": "integer", "minimum": 1},
+                "memory": {"type": "integer", "minimum": 0},
+                "per_compile": {"type": "integer", "minimum": 1},
+                "reason": {"type": "string"},
+            },
+        },
     },
 }
 _LIBRARY = {
