@@ -48,9 +48,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import struct
-import sys
 import tempfile
 import time
 import zipfile
@@ -71,6 +69,7 @@ from packaging.version import InvalidVersion, Version
 from packaging import metadata as pkg_metadata
 from wheelmatrix import __version__, _proc, binaries, data
 from wheelmatrix.errors import CommandFailed, PackageError, WheelmatrixError
+from wheelmatrix.host import Interpreter, find_python
 from wheelmatrix.model import Matrix, PlatformSpec
 from wheelmatrix.platforms.macos import check_macos_wheel
 from wheelmatrix.stages.cells import toolkit_digest
@@ -1678,45 +1677,6 @@ def _component_globs(matrix: Matrix, spec: PlatformSpec) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ installs
-@dataclass(frozen=True)
-class Interpreter:
-    path: Path
-    version: str  # the full version, "3.12.1"
-
-
-def find_python(version: str) -> Interpreter | None:
-    """An interpreter of ``version`` ("3.12") on this host that runs: this one, PATH (not pyenv's
-    shims, which fail for versions not selected), pyenv's versions, uv's managed Pythons."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
-        return Interpreter(Path(sys.executable), ".".join(map(str, sys.version_info[:3])))
-    exe = f"python{version}"
-    candidates: list[Path] = []
-    on_path = shutil.which(exe)
-    if on_path and "shims" not in Path(on_path).parts:
-        candidates.append(Path(on_path))
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates += sorted(pyenv.glob(f"{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
-    uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
-    candidates += sorted(uv.glob(f"cpython-{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
-    probe = "import sys; print('.'.join(map(str, sys.version_info[:3])))"
-    for c in candidates:
-        if not os.access(c, os.X_OK):
-            continue
-        try:
-            done = _proc.run([c, "-c", probe], check=False, timeout=60)
-        except WheelmatrixError:
-            continue
-        full = done.output.strip()
-        if done.returncode == 0 and full.rsplit(".", 1)[0] == version:
-            return Interpreter(c, full)
-    return None
-
-
-def _patch_key(path: Path) -> tuple[int, ...]:
-    m = re.search(r"(\d+)\.(\d+)\.(\d+)", str(path))
-    return tuple(int(x) for x in m.groups()) if m else (0,)
-
-
 _WHERE_PYTHONS = "PATH, pyenv ($PYENV_ROOT/versions) and uv's managed Pythons"
 
 

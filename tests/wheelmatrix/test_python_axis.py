@@ -1,0 +1,169 @@
+"""Python as a build axis: [project] python-api, the plan's per-Python cells, the expected-wheels oracle.
+
+Unit tests over the extension test project's matrix (tests/projects/qext) with injected hosts: the
+plan is pure over the Host, so which interpreters a host has is stated, not probed. One test probes
+this machine's real interpreters (pyenv) through the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from wheelmatrix import config, schema
+from wheelmatrix.cli import main
+from wheelmatrix.errors import MatrixError
+from wheelmatrix.model import PythonAxis
+from wheelmatrix.plan import Host, build_spec, expected_wheels, github_matrix, make_plan, plan_document
+from wm_support import MATRICES, REPO, linux_host
+
+QEXT = REPO / "tests" / "projects" / "qext" / "matrix.toml"
+PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def host_with(*versions: str) -> Host:
+    return replace(linux_host(), pythons=tuple((v, f"/opt/python{v}/bin/python{v}") for v in versions))
+
+
+def qext_plan(host: Host):  # type: ignore[no-untyped-def]
+    return make_plan(config.load_matrix(QEXT), host)
+
+
+def test_tags_of_each_binding() -> None:
+    assert [str(t) for t in PythonAxis().tags(PYTHONS)] == ["py3-none"]
+    per = PythonAxis(api="per-version", free_threaded=("3.13",)).tags(PYTHONS)
+    assert [str(t) for t in per] == [
+        "cp39-cp39", "cp310-cp310", "cp311-cp311", "cp312-cp312", "cp313-cp313", "cp313-cp313t",
+    ]  # fmt: skip
+    abi3 = PythonAxis(api="abi3", abi3_floor="3.12").tags(PYTHONS)
+    assert [str(t) for t in abi3] == ["cp39-cp39", "cp310-cp310", "cp311-cp311", "cp312-abi3"]
+    assert [t.py_api for t in abi3] == [None, None, None, "cp312"]
+    assert abi3[-1].version == "3.12"
+
+
+def test_qext_plan_expands_cells_per_python_tag() -> None:
+    plan = qext_plan(host_with(*PYTHONS))
+    ids = [c.id for c in plan.cells]
+    assert ids == [
+        "linux-x86_64-cpu-cp39",
+        "linux-x86_64-cpu-cp310",
+        "linux-x86_64-cpu-cp311",
+        "linux-x86_64-cpu-cp312-abi3",
+        "linux-x86_64-cuda130-cp39",
+        "linux-x86_64-cuda130-cp310",
+        "linux-x86_64-cuda130-cp311",
+        "linux-x86_64-cuda130-cp312-abi3",
+    ]  # fmt: skip  (the cells of one variant next to each other: they share one build tree)
+    assert all(c.buildable for c in plan.cells)
+    cell = plan.cell("linux-x86_64-cuda130-cp310")
+    assert cell.interpreter == "/opt/python3.10/bin/python3.10"
+    assert cell.reason == "CUDA 13.0 from PyPI (NVIDIA's wheels); CPython 3.10 (/opt/python3.10/bin/python3.10)"
+    spec = build_spec(plan.matrix, cell, plan.host)
+    assert spec.library == "_qext_cuda130.cpython-310-x86_64-linux-gnu.so"
+    assert spec.interpreter == cell.interpreter and str(spec.python_tag) == "cp310-cp310"
+    abi3 = build_spec(plan.matrix, plan.cell("linux-x86_64-cpu-cp312-abi3"), plan.host)
+    assert abi3.library == "_qext_cpu.abi3.so" and abi3.python_tag.py_api == "cp312"
+
+
+def test_a_missing_interpreter_needs_another_runner_never_a_silent_skip() -> None:
+    plan = qext_plan(host_with("3.9", "3.11", "3.12"))  # no 3.10 here
+    missing = [c for c in plan.cells if not c.buildable]
+    assert [c.id for c in missing] == ["linux-x86_64-cpu-cp310", "linux-x86_64-cuda130-cp310"]
+    for c in missing:
+        assert c.reason == (
+            "CPython 3.10 is not on this host (looked on PATH and in pyenv): "
+            "needs a linux-x86_64 runner (ubuntu-24.04); CI builds it"
+        )
+    # the oracle still lists their wheels: the release has them, another runner builds them
+    wheels = {w.filename: w for w in expected_wheels(plan) or ()}
+    assert not wheels["qext-0.1.0-cp310-cp310-manylinux_2_28_x86_64.whl"].buildable
+    gh = github_matrix(plan)["include"]
+    assert {"cell": "linux-x86_64-cpu-cp310", "python": "3.10", "python_tag": "cp310-cp310"}.items() <= next(
+        j for j in gh if j["cell"] == "linux-x86_64-cpu-cp310"
+    ).items()
+
+
+def test_expected_wheels_every_distribution_platform_and_python_tag() -> None:
+    names = [w.filename for w in expected_wheels(qext_plan(host_with(*PYTHONS))) or ()]
+    tags = ["cp310-cp310", "cp311-cp311", "cp312-abi3", "cp39-cp39"]
+    assert names == sorted(
+        f"{dist}-0.1.0-{tag}-manylinux_2_28_x86_64.whl" for dist in ("qext", "qext_cuda13x") for tag in tags
+    )
+
+
+def test_plan_document_validates_and_reports_interpreters() -> None:
+    plan = qext_plan(host_with("3.9", "3.12"))
+    doc = plan_document(plan)
+    jsonschema.validate(doc, schema.committed("plan"))
+    jsonschema.validate(github_matrix(plan), schema.committed("github-matrix"))
+    assert doc["python_api"] == "abi3"
+    assert doc["host"]["pythons"] == {"3.9": "/opt/python3.9/bin/python3.9", "3.12": "/opt/python3.12/bin/python3.12"}
+    assert len(doc["wheels"]) == 8
+
+
+def test_py3_none_projects_keep_their_cells_and_ids() -> None:
+    for path in (MATRICES / "good" / "release.toml", REPO / "matrix.toml", REPO / "tests/projects/qblas/matrix.toml"):
+        plan = make_plan(config.load_matrix(path), host_with(*PYTHONS))
+        assert all(re.fullmatch(r"[a-z0-9_]+-[a-z0-9_]+-(cpu|cuda\d+)", c.id) for c in plan.cells)
+        assert all(str(c.python) == "py3-none" and c.interpreter is None for c in plan.cells)
+        assert all(
+            build_spec(plan.matrix, c, plan.host).library.startswith("lib")
+            for c in plan.cells
+            if c.platform.startswith("linux")
+        )
+
+
+def test_plan_wheels_command_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    """Real interpreter probing (PATH and pyenv on this machine)."""
+    assert main(["plan", "--matrix", str(QEXT), "--wheels"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert "qext-0.1.0-cp312-abi3-manylinux_2_28_x86_64.whl" in lines
+    assert "qext_cuda13x-0.1.0-cp39-cp39-manylinux_2_28_x86_64.whl" in lines
+    assert main(["plan", "--matrix", str(QEXT), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for cell in doc["cells"]:
+        version = cell["python_tag"][2:].split("-")[0]
+        python = f"{version[0]}.{version[1:]}"
+        assert cell["buildable"] == (python in doc["host"]["pythons"]), cell
+
+
+def test_auto_split_has_no_oracle(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--matrix", str(REPO / "tests/projects/qblas/matrix.toml"), "--wheels"]) == 2
+    assert 'split = "auto" decides fat or split' in capsys.readouterr().err
+
+
+def _qext_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = QEXT.read_text()
+    for a, b in zip(old.split("|"), new.split("|"), strict=True):
+        assert a in text
+        text = text.replace(a, b)
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        ('abi3-floor = "3.12"\n', "", "project.abi3-floor", 'missing: python-api = "abi3"'),
+        ('abi3-floor = "3.12"', 'abi3-floor = "3.14"', "project.abi3-floor", '"3.14" is not one of matrix.python'),
+        ('split = "standalone"', 'split = "fat"', "packaging.split", '"fat" merges the variants'),
+        ('python-api = "abi3"', 'python-api = "per-version"', "project.abi3-floor", "only applies to"),
+        ('abi3-floor = "3.12"', 'abi3-floor = "3.12"\nfree-threaded = ["3.13"]', "project.free-threaded",
+         "only applies to"),
+        ('cuda = ["13.0"]|[packaging]',
+         'cuda = ["13.0", "13.2"]|[cuda."13.2"]\nsass = [75]\nptx = []\ntoolchain = { source = "pypi" }\n[packaging]',
+         "matrix.cuda", "CUDA 13.0, 13.2 would both be the distribution"),
+    ],
+)  # fmt: skip
+def test_python_axis_errors_name_key_and_fix(tmp_path: Path, old: str, new: str, key: str, problem: str) -> None:
+    with pytest.raises(MatrixError) as err:
+        config.load_matrix(_qext_with(tmp_path, old, new))
+    assert err.value.key == key
+    assert problem in err.value.problem
+    assert err.value.fix
