@@ -24,6 +24,7 @@ The results are written to ``<work>/cells.json`` (:data:`RESULTS_FILE`), the han
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -31,6 +32,7 @@ import os
 import shutil
 import signal
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +48,11 @@ from wheelmatrix.plan import BuildSpec
 from wheelmatrix.platforms import platform_of
 from wheelmatrix.stages import finish
 from wheelmatrix.wheelfile import source_date_epoch
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 Status = Literal["built", "cached", "failed", "skipped"]
 RESULTS_FILE = "cells.json"
@@ -93,6 +100,7 @@ class CellResult:
     settings: tuple[str, ...] = ()
     toolchain: str | None = None  # identity of the CUDA toolchain
     library: str | None = None  # the library file inside the wheel (its library folder)
+    python_tag: str = "py3-none"  # the Python tag of the cell wheel (cp311-cp311, cp312-abi3)
 
     @property
     def ok(self) -> bool:
@@ -291,6 +299,7 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "cuda": None
         if cuda is None
         else {"sass": list(cuda.sass), "ptx": list(cuda.ptx), "components": list(cuda.component_names)},
+        **python_key(spec),
         "cuda_libraries": spec.cuda_libraries,
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
@@ -301,6 +310,91 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "flags": {v: os.environ.get(v, "").strip() for v in _FLAG_VARIABLES},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def python_key(spec: BuildSpec) -> dict[str, object]:
+    """What a per-Python cell adds to its cache key (nothing for a py3-none cell: their keys stay)."""
+    if spec.python_tag.version is None:
+        return {}
+    return {"python_tag": str(spec.python_tag), "interpreter": spec.interpreter}
+
+
+# ------------------------------------------------------------------ per-Python cells (python-api)
+# Compiled once per variant, linked per Python: the per-Python cells of one (platform, variant)
+# build in ONE persistent CMake tree, one after the other, from ONE build environment shared by
+# every interpreter (scikit-build-core clears a tree whose build environment moved, so an isolated
+# environment per build would recompile everything). The kernels, which do not include Python,
+# are then compiled by the first cell; each further Python reconfigures and relinks the module.
+
+
+def build_tree_key(spec: BuildSpec) -> str:
+    """The persistent build tree of a per-Python cell: one per platform and variant (no Python axis)."""
+    return f"{spec.platform.name}-{spec.variant}"
+
+
+def build_tree(work: Path, spec: BuildSpec) -> Path:
+    return work.resolve() / "trees" / build_tree_key(spec)
+
+
+_tree_locks: dict[str, threading.Lock] = {}
+
+
+def tree_lock(spec: BuildSpec) -> threading.Lock:
+    """The cells sharing a build tree run in sequence, whatever ``--jobs`` says."""
+    with _identity_lock:
+        return _tree_locks.setdefault(build_tree_key(spec), threading.Lock())
+
+
+def build_requirements(project: Project) -> list[str]:
+    """``[build-system] requires`` of the project's pyproject.toml, plus the ``build`` frontend."""
+    try:
+        doc = tomllib.loads((project.source / "pyproject.toml").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BuildError(f"cannot read {project.source / 'pyproject.toml'}: {exc}") from None
+    requires = doc.get("build-system", {}).get("requires", [])
+    return sorted({*map(str, requires), "build>=1.2"})
+
+
+def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) -> Path:
+    """A folder holding the project's build requirements for every Python of the matrix, installed
+    once by the oldest interpreter (so its environment markers hold); put on PYTHONPATH."""
+    requires = build_requirements(project)
+    key = hashlib.sha256(json.dumps([requires, oldest]).encode()).hexdigest()[:16]
+    folder = work.resolve() / "buildenv" / key
+    if (folder / "complete").is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    _proc.run(
+        [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
+        timeout=timeout,
+        log_file=folder.parent / f"{key}.log",
+    )
+    (folder / "complete").write_text(json.dumps(requires) + "\n")
+    return folder
+
+
+def oldest_interpreter(specs: Sequence[BuildSpec]) -> str | None:
+    """The interpreter of the oldest Python among the buildable per-Python cells."""
+    found = [(s.python_tag.version, s.interpreter) for s in specs if s.buildable and s.interpreter]
+    if not found:
+        return None
+    return min(found, key=lambda f: tuple(int(x) for x in (f[0] or "0").split(".")))[1]
+
+
+def python_build_argv(spec: BuildSpec, env_dir: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    """How a per-Python cell runs its build: its interpreter, the shared build environment, its tree."""
+    assert spec.interpreter is not None
+    argv = [spec.interpreter, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check"]
+    argv += ["--outdir", str(out)]
+    if spec.python_tag.py_api is not None:
+        argv.append(f"-Cwheel.py-api={spec.python_tag.py_api}")
+    env = {
+        "PYTHONPATH": str(env_dir),
+        # cmake and ninja of the toolkit's environment: the build environment holds no binaries
+        "PATH": os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]),
+    }
+    return argv, env
 
 
 def _cache_dir(cache: Path, key: str) -> Path:
@@ -349,13 +443,21 @@ def skipped(spec: BuildSpec) -> CellResult:
 
 
 def build_cell(
-    spec: BuildSpec, options: BuildOptions, provide: Provider | None, *, parallel: int, sources: str
+    spec: BuildSpec,
+    options: BuildOptions,
+    provide: Provider | None,
+    *,
+    parallel: int,
+    sources: str,
+    build_env: Path | None = None,
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
     folder = options.work.resolve() / "cells" / spec.cell_id  # absolute: the build runs in the source tree
     log = folder / "build.log"
-    base = CellResult(spec.cell_id, _platform_name(spec), spec.variant, "failed", "", log=str(log))
+    base = CellResult(
+        spec.cell_id, _platform_name(spec), spec.variant, "failed", "", log=str(log), python_tag=str(spec.python_tag)
+    )
 
     def failed(reason: str, tail: str = "", **more: Any) -> CellResult:
         return _replace(base, reason=reason, tail=tail, duration=time.monotonic() - start, **more)
@@ -411,15 +513,24 @@ def build_cell(
     except WheelmatrixError as exc:
         return failed(exc.message, **common)
     env = {**cell_env(spec, toolchain, parallel), **options.env}
-    argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
-    if not options.isolation:
-        argv.append("--no-isolation")
+    tree = folder / "cmake"
+    if spec.interpreter is not None:
+        if build_env is None:
+            return failed("no shared build environment for a per-Python cell", **common)
+        argv, more = python_build_argv(spec, build_env, out)
+        env.update(more)
+        tree = build_tree(options.work, spec)
+    else:
+        argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
+        if not options.isolation:
+            argv.append("--no-isolation")
     argv += [f"-C{s}" for s in settings]
     argv += [f"-C{_define('CMAKE_TOOLCHAIN_FILE', str(chain))}"]
-    argv += [f"-Cbuild-dir={folder / 'cmake'}", str(spec.project.source)]
+    argv += [f"-Cbuild-dir={tree}", str(spec.project.source)]
     t1 = time.monotonic()
     try:
-        _proc.run(argv, cwd=spec.project.source, extra_env=env, timeout=options.timeout, log_file=log)
+        with tree_lock(spec) if spec.interpreter is not None else contextlib.nullcontext():
+            _proc.run(argv, cwd=spec.project.source, extra_env=env, timeout=options.timeout, log_file=log)
     except CommandFailed as exc:
         if exc.timed_out:
             reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
@@ -472,10 +583,23 @@ def build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Prov
     options.work.mkdir(parents=True, exist_ok=True)
     events = options.on_event
 
+    build_env: Path | None = None
+    oldest = oldest_interpreter(specs)
+    if oldest is not None:
+        project = next(s.project for s in specs if s.interpreter is not None)
+        build_env = shared_build_env(options.work, project, oldest, options.timeout)
+
     def one(spec: BuildSpec) -> CellResult:
         if events is not None and spec.buildable:
             events(spec.cell_id, None, "building")
-        result = build_cell(spec, options, provide, parallel=parallel, sources=digests.get(spec.project.source, ""))
+        result = build_cell(
+            spec,
+            options,
+            provide,
+            parallel=parallel,
+            sources=digests.get(spec.project.source, ""),
+            build_env=build_env,
+        )
         if events is not None:
             events(spec.cell_id, result, result.status)
         return result
