@@ -184,6 +184,12 @@ CODES: dict[str, Code] = {
         Code("WM412", "error", "a library that must never be vendored is inside",
              "the NVIDIA driver and the libraries of declared dependencies belong to the machine or "
              "their own wheels: a copy in the wheel shadows them and breaks on other drivers"),
+        Code("WM413", "error", "vendors a CUDA library NVIDIA's runtime wheel provides",
+             "the wheel carries hundreds of MB it should take from NVIDIA's wheel, and two copies can clash at run time"),
+        Code("WM414", "error", "links a CUDA library whose NVIDIA runtime wheel it does not declare",
+             "pip installs no copy of the library, so importing the module fails with 'cannot open shared object'"),
+        Code("WM415", "error", "abi3 wheel outside the stable ABI",
+             "abi3audit finds symbols of the full C API or a newer stable ABI than the tag: other Pythons crash"),
         Code("WM421", "error", "Mach-O architecture or minimum macOS against the tag",
              "macOS refuses the library on the machines the tag admits"),
         # GPU coverage
@@ -223,6 +229,10 @@ CODES: dict[str, Code] = {
              "the release would be published without it"),
         Code("WM802", "error", "bytes differ from what assemble recorded",
              "the wheel changed after assemble: what is checked is not what was built"),
+        Code("WM803", "error", "wheel the plan expects is missing from dist/",
+             "`wheelmatrix plan --wheels` lists it: users of that Python or platform would get no wheel"),
+        Code("WM804", "error", "wheel in dist/ the plan does not expect",
+             "it is not part of the release `wheelmatrix plan --wheels` describes and would be published by mistake"),
     )
 }  # fmt: skip
 
@@ -1417,7 +1427,96 @@ def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
         _check_binaries(
             st, ctx, target, spec, [(i.filename, blob, compressed.get(i.filename, 0)) for i, blob in contents]
         )
+        if spec is not None:
+            _check_nvidia(st, ctx, spec, [(i.filename, blob) for i, blob in contents])
     return st
+
+
+_AUDITWHEEL_HASH = re.compile(r"-[0-9a-f]{8}(?=\.so)")
+
+
+def _check_nvidia(st: _Static, ctx: _Context, spec: PlatformSpec, entries: Sequence[tuple[str, bytes]]) -> None:
+    """NVIDIA's runtime libraries (cuBLAS, ...): never vendored, and declared when linked.
+
+    A library the wheel holds whose name (auditwheel's hash removed) is a component's is vendored
+    (WM413); a binary that links a component's library needs the Requires-Dist of NVIDIA's wheel of
+    that CUDA major (``nvidia-cublas-cu12``, ``nvidia-cublas``) in the wheel's metadata (WM414).
+    """
+    if ctx.matrix.packaging.cuda_libraries != "depend":
+        return
+    known = data.components()
+    globs = _component_globs(ctx.matrix, spec) or [
+        spec.library_pattern.format(name=so) + "*" for c in known.values() for so in c.libraries
+    ]
+    declared = set()
+    for text in st.requires:
+        with contextlib.suppress(InvalidRequirement):
+            declared.add(canonicalize_name(Requirement(text).name))
+    for name, blob in entries:
+        base = name.rsplit("/", 1)[-1]
+        if blob[:4] != b"\x7fELF":
+            continue
+        plain = _AUDITWHEEL_HASH.sub("", base)
+        if any(fnmatch.fnmatchcase(plain, g) for g in globs):
+            st.add(
+                "WM413",
+                f"{name} is a copy of {plain.split('.so')[0]}, which NVIDIA's runtime wheel provides",
+                "exclude it from the repair (`wheelmatrix assemble` does for the components matrix.toml declares) "
+                "and declare NVIDIA's wheel as a requirement",
+            )
+            continue
+        try:
+            info = binaries.inspect_binary(blob, name=name)
+        except binaries.BinaryError:
+            continue  # WM406 says so
+        for needed in info.needed:
+            m = re.fullmatch(r"lib(\w+?)\.so\.(\d+)(?:\..*)?", needed)
+            if m is None:
+                continue
+            for comp in known.values():
+                wheel = comp.runtime_wheel(int(m.group(2))) if m.group(1) in comp.libraries else None
+                if wheel is not None and canonicalize_name(wheel) not in declared:
+                    st.add(
+                        "WM414",
+                        f"{name} links {needed}, but the metadata does not require {wheel} (CUDA {m.group(2)}'s "
+                        f"{comp.name}); it requires {_listing(sorted(declared)) or 'nothing'}",
+                        f'declare {comp.name} in [cuda."X.Y"] components of matrix.toml so that assemble adds '
+                        f"Requires-Dist: {wheel}=={m.group(2)}.*",
+                    )
+
+
+def run_abi3audit(paths: Sequence[Path], timeout: float = 600) -> dict[str, list[Finding]]:
+    """abi3audit on the abi3 wheels: every extension inside within the stable ABI of its tag (WM415)."""
+    wheels = [p for p in paths if "-abi3-" in p.name]
+    out: dict[str, list[Finding]] = {}
+    if not wheels:
+        return out
+    exe = tool("abi3audit", "pip install abi3audit (wheelmatrix[build] brings it)")
+    done = _proc.run([exe, "--report", *wheels], timeout=timeout, check=False, extra_env=_tool_env())
+    text = done.output
+    try:
+        report = json.loads(text[text.find("{") :])
+    except ValueError:
+        for p in wheels:
+            out[p.name] = [finding("WM415", p.name, f"abi3audit gave no report: {_tail(text)}", "run abi3audit on it")]
+        return out
+    for spec, result in report.get("specs", {}).items():
+        name = Path(spec).name
+        for ext in result.get("wheel", []) or []:
+            r = ext.get("result") or {}
+            bad = list(r.get("non_abi3_symbols") or [])
+            if not r.get("is_abi3", True) or bad or not r.get("is_abi3_baseline_compatible", True):
+                out.setdefault(name, []).append(
+                    finding(
+                        "WM415",
+                        name,
+                        f"{ext.get('name')}: baseline {r.get('baseline')}, needs {r.get('computed')}"
+                        + (f", symbols outside the stable ABI: {_listing(bad)}" if bad else ""),
+                        "build the module against the stable ABI of the tag (nanobind STABLE_ABI, "
+                        "Py_LIMITED_API) or raise [project] abi3-floor",
+                    )
+                )
+    return out
 
 
 def _dist_info_matches(folder: str, names: tuple[str, Version, frozenset[Tag]]) -> bool:
@@ -2055,6 +2154,7 @@ def _static_all(
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, jobs + 1)) as pool:
             twine = pool.submit(run_twine, readable)
             cwc = pool.submit(run_check_wheel_contents, readable)
+            abi3 = pool.submit(run_abi3audit, readable)
             abi: dict[int, concurrent.futures.Future[list[Finding]]] = {}
             for i, t, _, _ in todo:  # auditwheel extracts the whole wheel: start it first
                 spec = _rated_by_auditwheel(ctx, t)
@@ -2063,7 +2163,7 @@ def _static_all(
             computed: list[tuple[int, _Target, str, _Static]] = []
             for i, t, sha, key in todo:
                 computed.append((i, t, key, static_checks(ctx, t, sha)))
-            tool_findings = [twine.result(), cwc.result()]
+            tool_findings = [twine.result(), cwc.result(), abi3.result()]
             for i, t, key, st in computed:
                 for found in tool_findings:
                     st.findings += found.get(t.path.name, [])
@@ -2076,6 +2176,23 @@ def _static_all(
                     tmp.replace(cache_dir / f"{key}.json")
                 out[i] = (st, t.path, False)
     return [o for o in out if o is not None]
+
+
+def oracle_findings(dist: Path, expected: Sequence[str], allowed: Sequence[str] = ()) -> list[Finding]:
+    """dist/ against the expected-wheels oracle: every expected wheel there (WM803), no wheel that is
+    neither expected nor allowed (WM804)."""
+    present = {p.name for p in dist.glob("*.whl")}
+    out = [
+        finding("WM803", name, f"{dist / name} is missing: `wheelmatrix plan --wheels` lists it",
+                "build its cells and assemble again (`wheelmatrix build && wheelmatrix assemble`)")
+        for name in sorted(set(expected) - present)
+    ]  # fmt: skip
+    out += [
+        finding("WM804", name, f"{dist / name} is not one of the wheels `wheelmatrix plan --wheels` "
+                "lists", "remove it from the dist folder (`wheelmatrix assemble` writes only the expected ones)")
+        for name in sorted(present - set(expected) - set(allowed))
+    ]  # fmt: skip
+    return out
 
 
 def _opens(path: Path) -> bool:
@@ -2098,18 +2215,25 @@ def check_release(
     write: bool = True,
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    expected: Sequence[str] | None = None,
+    allowed: Sequence[str] = (),
 ) -> CheckResult:
     """Check ``wheels`` (default: every wheel ``dist/build-record.json`` lists) and write
     ``dist/check-report.json`` and ``dist/report.html`` (``write``).
 
     ``work`` holds the caches and the install logs (None: nothing cached); ``pythons`` overrides
     ``[check] python`` (default ``[matrix] python``); ``install=False`` skips the install checks.
+    ``expected`` is the oracle (``wheelmatrix plan --wheels``, the wheels this host builds): a
+    missing one and any wheel in ``dist`` neither expected nor ``allowed`` (the oracle's wheels
+    other runners build) are findings.
     """
     say = progress or (lambda _msg: None)
     start = time.monotonic()
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     record = read_build_record(dist)
     targets, release_findings = _targets(dist, wheels, record)
+    if expected is not None:
+        release_findings += oracle_findings(dist, expected, allowed)
     ctx = _context(matrix, work)
     if pythons is not None:
         ctx = replace(ctx, pythons=tuple(pythons))
