@@ -716,7 +716,10 @@ def _library_regex(matrix: Matrix, spec: PlatformSpec) -> re.Pattern[str]:
     """File names of the project's libraries on ``spec``'s platform: ``libmykernels_(cpu|cuda130).so``."""
     stem = matrix.project.library.format(variant="\0V\0", cuda_tag="\0T\0", cuda_major="\0M\0")
     name = spec.library_pattern.format(name=stem)
-    text = re.escape(name).replace("\0V\0", r"(?P<variant>cpu|cuda\d+)")
+    text = re.escape(name)
+    if matrix.project.python.api != "none":  # extension modules: _mykernels_cpu.cpython-311-x86_64-linux-gnu.so
+        text = re.escape(stem) + r"(?:\.[\w-]+)?\.(?:so|pyd)"
+    text = text.replace("\0V\0", r"(?P<variant>cpu|cuda\d+)")
     text = text.replace("\0T\0", r"(?P<tag>\d*)", 1).replace("\0T\0", r"\d*")
     text = text.replace("\0M\0", r"\d*")
     return re.compile(text)
@@ -1202,10 +1205,10 @@ def _check_binaries(
                 f"or repair with delocate on a {spec.runner} runner",
             )
     extensions = [n for n in names if _is_extension(n.rsplit("/", 1)[-1])]
-    if extensions:  # the Python axis (extension modules, abi3) is not the toolkit's yet: say so
-        st.notes.append(
-            f"abi3audit: not run; Python extension modules the check does not audit: {_listing(extensions)}"
-        )
+    if extensions and "-abi3-" in st.file:
+        st.notes.append(f"abi3audit: run on its extension modules: {_listing(extensions)}")
+    elif extensions:
+        st.notes.append(f"abi3audit: not applicable (not an abi3 wheel); extension modules: {_listing(extensions)}")
     else:
         st.notes.append(
             "abi3audit: not run, the wheel holds no Python extension modules (its libraries are loaded with ctypes)"
@@ -1875,6 +1878,38 @@ def _install_key(group: _Group, python: Path, version_text: str, smoke: Sequence
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def runtime_wheel_names() -> set[str]:
+    """NVIDIA's runtime wheels the components data names (every major), canonical."""
+    return {canonicalize_name(w) for c in data.components().values() for _, w in c.runtime_wheels}
+
+
+def local_runtime_wheels(reqs: Sequence[str], roots: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Split ``reqs`` into NVIDIA runtime wheels found under ``roots`` (the toolchain cache, where the
+    pypi toolchain source keeps them) and the rest: cuBLAS alone weighs 400-550 MB, and an install
+    check must not download it once per Python."""
+    nvidia = runtime_wheel_names()
+    found: dict[str, list[tuple[Version, Path]]] = {}
+    for root in roots:
+        for path in sorted(root.glob("*/*.whl")):
+            try:
+                name, version, _, _ = parse_wheel_filename(path.name)
+            except InvalidWheelFilename:
+                continue
+            if name in nvidia:
+                found.setdefault(name, []).append((version, path))
+    local: list[Path] = []
+    rest: list[str] = []
+    for text in reqs:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        fits = sorted((v, p) for v, p in found.get(name, []) if req.specifier.contains(v, prereleases=True))
+        if name in nvidia and fits:
+            local.append(fits[-1][1])
+        else:
+            rest.append(text)
+    return local, rest
+
+
 def _install_one(
     matrix: Matrix, group: _Group, version: str, interpreter: Interpreter, *, work: Path | None, timeout: float
 ) -> tuple[InstallResult, list[Finding]]:
@@ -1924,6 +1959,14 @@ def _install_one(
                 r.marker = None
                 reqs.append(str(r))
         pip = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check"]
+        local, reqs = local_runtime_wheels(sorted(set(reqs)), [cache_root() / "toolchains" / "downloads"])
+        if local:  # NVIDIA's runtime wheels from the toolchain cache: their own requirements are optional at load
+            done = _proc.run([*pip, "--no-index", "--no-deps", *local], check=False, timeout=timeout,
+                             log_file=log_file, env=_no_index_env())  # fmt: skip
+            if done.returncode != 0:
+                reason = f"NVIDIA's runtime wheels from the toolchain cache did not install{where}"
+                return _failed(version, reason, start), [finding("WM703", name, f"Python {version}: {reason}",
+                                                                 "read pip's log; delete the toolchain cache entry")]  # fmt: skip
         if reqs:
             done = _proc.run(
                 [*pip, *sorted(set(reqs))], check=False, timeout=timeout, log_file=log_file, env=_clean_env()
@@ -1942,8 +1985,11 @@ def _install_one(
         if group.extras:
             target += f"[{','.join(group.extras)}]"
         target += f" @ {group.base_path.resolve().as_uri()}"
+        final = [*pip, "--no-index", "--find-links", str(index), target]
+        if local:  # NVIDIA's wheels came without their optional requirements: take the checked wheels as they are
+            final = [*pip, "--no-index", "--no-deps", *(str(p.resolve()) for _, p in group.members)]
         done = _proc.run(
-            [*pip, "--no-index", "--find-links", index, target],
+            final,
             check=False,
             timeout=timeout,
             log_file=log_file,
