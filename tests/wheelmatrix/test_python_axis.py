@@ -167,3 +167,30 @@ def test_python_axis_errors_name_key_and_fix(tmp_path: Path, old: str, new: str,
     assert err.value.key == key
     assert problem in err.value.problem
     assert err.value.fix
+
+
+def test_nvidia_runtime_wheels_for_install_checks_come_from_a_local_folder(tmp_path: Path) -> None:
+    """The install check's source of NVIDIA's wheels: the toolchain cache (file names only here)."""
+    from wheelmatrix.stages.check import local_runtime_wheels, oracle_findings
+
+    for sub, name in (("a", "nvidia_cublas-13.1.1.3-py3-none-manylinux_2_27_x86_64.whl"),
+                      ("b", "nvidia_cublas-13.0.2.14-py3-none-manylinux_2_27_x86_64.whl"),
+                      ("c", "nvidia_cublas_cu12-12.4.5.8-py3-none-manylinux2014_x86_64.whl"),
+                      ("d", "numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl")):  # fmt: skip
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / name).write_bytes(b"")
+    local, rest = local_runtime_wheels(["nvidia-cublas==13.*", "nvidia-cusparse==13.*", "numpy>=1"], [tmp_path])
+    assert [p.name for p in local] == ["nvidia_cublas-13.1.1.3-py3-none-manylinux_2_27_x86_64.whl"]  # the newest fit
+    assert rest == ["nvidia-cusparse==13.*", "numpy>=1"]  # not there, or not NVIDIA's: from the index
+    local, rest = local_runtime_wheels(["nvidia-cublas-cu12==12.*"], [tmp_path])
+    assert [p.name for p in local] == ["nvidia_cublas_cu12-12.4.5.8-py3-none-manylinux2014_x86_64.whl"]
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in ("x-1-cp39-cp39-any.whl", "x-1-cp38-cp38-any.whl", "x-1-cp313-cp313-any.whl"):
+        (dist / name).write_bytes(b"")
+    found = oracle_findings(dist, ["x-1-cp39-cp39-any.whl", "x-1-cp310-cp310-any.whl"], ["x-1-cp313-cp313-any.whl"])
+    assert [(f.code, f.file) for f in found] == [
+        ("WM803", "x-1-cp310-cp310-any.whl"),
+        ("WM804", "x-1-cp38-cp38-any.whl"),
+    ]
