@@ -651,6 +651,12 @@ class _Resolver:
             self.fail(["packaging", "cuda-libraries"], '"vendor" is not supported yet: the repair step cannot find the '
                       "toolchain's CUDA libraries, and cuBLAS alone would take 400 MiB of a 100 MiB wheel",
                       'use "depend" (the default): NVIDIA\'s runtime wheels are declared as dependencies')  # fmt: skip
+        if p.cuda_extra and not _NAME.match(p.cuda_extra):
+            self.fail(["packaging", "cuda-extra"], f"{_quote(p.cuda_extra)} is not a valid extra name",
+                      'use letters, digits, ".", "_" and "-", e.g. "ctk"')  # fmt: skip
+        if p.cuda_extra and p.split != "standalone":
+            self.fail(["packaging", "cuda-extra"], 'only applies to split = "standalone"',
+                      'remove cuda-extra (the split layout has extra-name), or set split = "standalone"')  # fmt: skip
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip
@@ -662,6 +668,7 @@ class _Resolver:
             p.extra_name,
             p.cuda_libraries,
             cuda_name=p.cuda_name,
+            cuda_extra=p.cuda_extra,
         )
 
     def publish(self) -> tuple[PublishStage, ...]:

@@ -176,6 +176,7 @@ class Packaging:
     extra_name: str  # extra that pulls a split distribution, e.g. "cu{major}"
     cuda_libraries: Literal["depend", "vendor"] = "depend"  # CUDA components: runtime wheels or vendored
     cuda_name: str = "{name}-cuda{major}x"  # a standalone CUDA distribution's name (split = "standalone")
+    cuda_extra: str = ""  # standalone: the extra NVIDIA's runtime wheels are declared under ("": plain requirements)
 
     def distribution(self, project: str, major: int | None) -> str:
         """The distribution of a standalone variant: ``project`` for CPU, ``cuda_name`` for a CUDA major."""

@@ -201,6 +201,13 @@ class PackagingTable:
         default="{name}-cuda{major}x",
         metadata=doc('Name of a standalone CUDA distribution (split = "standalone"): {name} and {major} filled in.'),
     )
+    cuda_extra: str = field(
+        default="",
+        metadata=doc(
+            'split = "standalone": declare NVIDIA\'s runtime wheels under this extra (e.g. "ctk", as CuPy\'s '
+            "cupy-cuda13x[ctk]) instead of as plain requirements; empty: plain requirements."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,47 @@ def test_nvidia_runtime_wheels_for_install_checks_come_from_a_local_folder(tmp_p
         ("WM803", "x-1-cp310-cp310-any.whl"),
         ("WM804", "x-1-cp38-cp38-any.whl"),
     ]
+
+
+def _cell_wheel(folder: Path, variant: str, tag: str, module: str, manifest: dict[str, object]) -> Path:
+    """A cell wheel as the cell stage leaves it (the module's bytes are a stand-in: assemble reads names)."""
+    from wheelmatrix.wheelfile import WheelContents, write_wheel
+
+    info = "qext-0.1.0.dist-info"
+    contents = WheelContents(f"qext-0.1.0-{tag}-linux_x86_64.whl", {}, {})
+    contents.put("qext/__init__.py", b"")
+    contents.put(f"qext/{module}", b"\x7fELF stand-in")
+    contents.put(f"qext/{module.rsplit('.', 1)[0]}.json", json.dumps(manifest).encode())
+    contents.put(f"{info}/METADATA", b"Metadata-Version: 2.1\nName: qext\nVersion: 0.1.0\n\nreadme\n")
+    contents.put(f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {tag}-linux_x86_64\n".encode())
+    return write_wheel(contents, folder / variant / tag)
+
+
+@pytest.mark.parametrize("extra", ["", "ctk"])
+def test_standalone_layout_renames_the_cuda_distribution_and_declares_nvidia(tmp_path: Path, extra: str) -> None:
+    from wheelmatrix.stages.assemble import CellWheel, assemble_platform
+
+    old, new = '[packaging]\nsplit = "standalone"', f'[packaging]\nsplit = "standalone"\ncuda-extra = "{extra}"'
+    matrix = config.load_matrix(_qext_with(tmp_path, old, new) if extra else QEXT)
+    cpu = _cell_wheel(tmp_path, "cpu", "cp310-cp310", "_qext_cpu.cpython-310-x86_64-linux-gnu.so", {"cuda": None})
+    cuda = _cell_wheel(tmp_path, "cuda130", "cp312-abi3", "_qext_cuda130.abi3.so",
+                       {"cuda": "13.0", "flags": {"components": ["cublas"]}})  # fmt: skip
+    assembly = assemble_platform(matrix, "linux-x86_64", [
+        CellWheel("linux-x86_64-cpu-cp310", "linux-x86_64", "cpu", cpu),
+        CellWheel("linux-x86_64-cuda130-cp312-abi3", "linux-x86_64", "cuda130", cuda),
+    ])  # fmt: skip
+    assert assembly.layout == "standalone"
+    by_dist = {w.distribution: w for w in assembly.wheels}
+    assert sorted(by_dist) == ["qext", "qext-cuda13x"]
+    assert by_dist["qext"].filename == "qext-0.1.0-cp310-cp310-linux_x86_64.whl"
+    assert by_dist["qext"].cell_ids == ("linux-x86_64-cpu-cp310",)
+    wheel = by_dist["qext-cuda13x"].contents
+    assert wheel.filename == "qext_cuda13x-0.1.0-cp312-abi3-linux_x86_64.whl"
+    assert wheel.dist_info == "qext_cuda13x-0.1.0.dist-info"
+    meta = wheel.text(f"{wheel.dist_info}/METADATA")
+    assert "Name: qext-cuda13x\n" in meta and meta.endswith("\n\nreadme\n")
+    if extra:
+        assert 'Provides-Extra: ctk\nRequires-Dist: nvidia-cublas==13.*; extra == "ctk"\n' in meta
+    else:
+        assert "Requires-Dist: nvidia-cublas==13.*\n" in meta and "Provides-Extra" not in meta
+    assert "Requires-Dist" not in by_dist["qext"].contents.text("qext-0.1.0.dist-info/METADATA")

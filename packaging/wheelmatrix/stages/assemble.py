@@ -272,7 +272,13 @@ def assemble_standalone(matrix: Matrix, platform: str, cells: Sequence[CellWheel
         out = _renamed(contents, dist, version) if dist != project.name else contents
         out.put(f"{out.dist_info}/WHEEL", _wheel_file(out.wheel_name.tag))
         metadata = f"{out.dist_info}/METADATA"
-        requires = [("Requires-Dist", req) for req in runtime_requirements(matrix, [lib])]
+        extra = matrix.packaging.cuda_extra
+        requires = [
+            ("Requires-Dist", req + (f'; extra == "{extra}"' if extra else ""))
+            for req in runtime_requirements(matrix, [lib])
+        ]
+        if requires and extra:
+            requires.insert(0, ("Provides-Extra", extra))
         if requires:
             out.put(metadata, _set_headers(out.text(metadata), requires).encode())
         size = len(wheel_bytes(out))

@@ -1842,9 +1842,9 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
                         members[other.file] = (other, other_path)
         groups.append(_Group(st, path, tuple(members.values()), tuple(extras)))
         grouped.update(members)
-    for st, path in statics:  # a split wheel whose base is not checked: install it alone
-        if st.file not in grouped and st.name is not None:
-            groups.append(_Group(st, path, ((st, path),), ()))
+    for st, path in statics:  # a split or standalone wheel whose base is not checked: install it alone
+        if st.file not in grouped and st.name is not None:  # with its extras (NVIDIA's wheels under one)
+            groups.append(_Group(st, path, ((st, path),), tuple(st.extras)))
     return groups
 
 
