@@ -238,3 +238,27 @@ def test_standalone_layout_renames_the_cuda_distribution_and_declares_nvidia(tmp
     else:
         assert "Requires-Dist: nvidia-cublas==13.*\n" in meta and "Provides-Extra" not in meta
     assert "Requires-Dist" not in by_dist["qext"].contents.text("qext-0.1.0.dist-info/METADATA")
+
+
+def test_per_python_cells_of_a_variant_share_one_build_tree_and_environment(tmp_path: Path) -> None:
+    from wheelmatrix.stages import cells
+
+    plan = qext_plan(host_with(*PYTHONS))
+    specs = plan.build_specs()
+    keys = {s.cell_id: cells.build_tree_key(s) for s in specs}
+    assert set(keys.values()) == {"linux-x86_64-cpu", "linux-x86_64-cuda130"}  # no Python in the key
+    assert cells.tree_lock(specs[0]) is cells.tree_lock(specs[1])  # same tree: one at a time
+    assert cells.tree_lock(specs[0]) is not cells.tree_lock(specs[-1])
+    assert cells.oldest_interpreter(specs) == "/opt/python3.9/bin/python3.9"
+    assert cells.build_requirements(specs[0].project) == ["build>=1.2", "nanobind>=2.4", "scikit-build-core>=0.10"]
+    abi3 = next(s for s in specs if s.cell_id == "linux-x86_64-cuda130-cp312-abi3")
+    argv, env = cells.python_build_argv(abi3, tmp_path / "env", tmp_path / "out")
+    assert argv[:4] == ["/opt/python3.12/bin/python3.12", "-m", "build", "--wheel"]
+    assert "--no-isolation" in argv and "-Cwheel.py-api=cp312" in argv
+    assert env["PYTHONPATH"] == str(tmp_path / "env")
+    per = next(s for s in specs if s.cell_id == "linux-x86_64-cuda130-cp310")
+    assert not any(a.startswith("-Cwheel.py-api") for a in cells.python_build_argv(per, tmp_path, tmp_path)[0])
+    # the cache keys of per-Python cells differ by Python; a py3-none cell's key has no Python in it
+    assert cells.python_key(per) == {"python_tag": "cp310-cp310", "interpreter": "/opt/python3.10/bin/python3.10"}
+    kbit = make_plan(config.load_matrix(REPO / "matrix.toml"), linux_host()).build_specs()
+    assert all(cells.python_key(s) == {} for s in kbit)

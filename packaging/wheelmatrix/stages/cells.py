@@ -365,11 +365,20 @@ def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) 
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    _proc.run(
-        [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
-        timeout=timeout,
-        log_file=folder.parent / f"{key}.log",
-    )
+    log = folder.parent / f"{key}.log"
+    try:
+        _proc.run(
+            [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
+            timeout=timeout,
+            log_file=log,
+        )
+    except WheelmatrixError as exc:
+        raise BuildError(
+            f"the build environment of the per-Python cells ({', '.join(requires)}) did not install with {oldest}: "
+            f"{exc.message.splitlines()[0]} (log: {log})",
+            fix="check that the index (PyPI) is reachable and that [build-system] requires of the project's "
+            "pyproject.toml installs on the oldest Python of [matrix] python",
+        ) from exc
     (folder / "complete").write_text(json.dumps(requires) + "\n")
     return folder
 
