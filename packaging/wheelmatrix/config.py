@@ -42,6 +42,7 @@ from wheelmatrix.model import (
     PlatformSpec,
     Project,
     PublishStage,
+    PythonAxis,
     RepairTool,
     Rule,
     Toolchain,
@@ -250,6 +251,17 @@ def platform_spec(
     )
 
 
+def _static_version(pyproject: Path) -> str | None:
+    """The project's ``[project] version`` when its pyproject.toml states it (None when dynamic or absent)."""
+    try:
+        doc = tomllib.loads(pyproject.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    project = doc.get("project")
+    version = project.get("version") if isinstance(project, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def parse(text: str, file: str) -> settings.MatrixFile:
     """TOML text -> raw tables (types and keys checked, nothing resolved)."""
     try:
@@ -292,6 +304,7 @@ class _Resolver:
         packaging = self.packaging()
         publish = self.publish()
         rules = self.rules(platforms, cuda)
+        project = dataclasses.replace(project, python=self.python_axis(python, packaging, cuda))
         return Matrix(
             path=self.path,
             project=project,
@@ -319,7 +332,7 @@ class _Resolver:
         if unknown:
             self.fail(["project", "library"], f"{{{unknown[0]}}} is not a placeholder",
                       'use {variant}, {cuda_tag} or {cuda_major}, e.g. "mykernels_{variant}"')  # fmt: skip
-        if "variant" not in placeholders:
+        if "variant" not in placeholders and self.raw.packaging.split != "standalone":
             self.fail(["project", "library"], f"{_quote(p.library)} lacks {{variant}}: every variant's library "
                       "would have the same name and they could not share a wheel",
                       f'e.g. "{p.library}_{{variant}}" (libraries named {p.library}_cpu, {p.library}_cuda124, ...)')  # fmt: skip
@@ -341,7 +354,48 @@ class _Resolver:
             source=(self.path.parent / p.source).resolve(),
             exclude=p.exclude,
             include=p.include,
+            version=_static_version((self.path.parent / p.source).resolve() / "pyproject.toml"),
         )
+
+    def python_axis(self, python: tuple[str, ...], packaging: Packaging, cuda: tuple[CudaSpec, ...]) -> PythonAxis:
+        """[project] python-api, abi3-floor and free-threaded, checked against matrix.python and the layout."""
+        p = self.raw.project
+        where = ["project"]
+        if p.abi3_floor is not None and p.python_api != "abi3":
+            self.fail([*where, "abi3-floor"], f'only applies to python-api = "abi3" (this one is "{p.python_api}")',
+                      'remove abi3-floor, or set python-api = "abi3"')  # fmt: skip
+        if p.python_api == "abi3":
+            if p.abi3_floor is None:
+                self.fail([*where, "abi3-floor"], 'missing: python-api = "abi3" needs the oldest Python of the wheel',
+                          f'add abi3-floor = "{python[-1]}" (nanobind targets the stable ABI from "3.12")')  # fmt: skip
+            if p.abi3_floor not in python:
+                self.fail([*where, "abi3-floor"], f"{_quote(p.abi3_floor)} is not one of matrix.python: no "
+                          "interpreter of the matrix would build the abi3 wheel",
+                          f"use one of {', '.join(python)}")  # fmt: skip
+        for i, version in enumerate(p.free_threaded):
+            if p.python_api != "per-version":
+                self.fail([*where, "free-threaded"], 'only applies to python-api = "per-version" (free-threaded '
+                          "CPython has no stable ABI)", 'remove free-threaded, or set python-api = "per-version"')  # fmt: skip
+            if version not in python:
+                self.fail([*where, "free-threaded", i], f"{_quote(version)} is not one of matrix.python",
+                          f"use one of {', '.join(python)}")  # fmt: skip
+            if _PY_VERSION.match(version) and int(version.split(".")[1]) < 13:
+                self.fail([*where, "free-threaded", i], f"CPython {version} has no free-threaded build",
+                          'free-threaded CPython starts at "3.13"')  # fmt: skip
+        if p.python_api != "none" and packaging.split != "standalone":
+            self.fail(["packaging", "split"], f'{_quote(packaging.split)} merges the variants\' libraries into one '
+                      f'distribution, which extension modules (python-api = "{p.python_api}") cannot share',
+                      'set split = "standalone" in [packaging]: a CPU distribution and one per CUDA major')  # fmt: skip
+        if packaging.split == "standalone":
+            majors = [c.version.major for c in cuda]
+            twice = sorted({m for m in majors if majors.count(m) > 1})
+            if twice:
+                listed = ", ".join(str(c.version) for c in cuda if c.version.major == twice[0])
+                self.fail(["matrix", "cuda"], f'CUDA {listed} would both be the distribution '
+                          f'{_quote(packaging.distribution(p.name, twice[0]))} (split = "standalone")',
+                          f"keep one minor of CUDA {twice[0]} (the newest serves every driver of the major "
+                          "through minor-version compatibility)")  # fmt: skip
+        return PythonAxis(api=p.python_api, abi3_floor=p.abi3_floor, free_threaded=p.free_threaded)
 
     def check(self, python: tuple[str, ...]) -> CheckSpec:
         c = self.raw.check
@@ -585,9 +639,10 @@ class _Resolver:
     def packaging(self) -> Packaging:
         p = self.raw.packaging
         for key, template, allowed in (("split-name", p.split_name, {"name", "major"}),
-                                       ("extra-name", p.extra_name, {"major"})):  # fmt: skip
+                                       ("extra-name", p.extra_name, {"major"}),
+                                       ("cuda-name", p.cuda_name, {"name", "major"})):  # fmt: skip
             fields = set(re.findall(r"{([^{}]*)}", template))
-            example = "{name}-cu{major}" if key == "split-name" else "cu{major}"
+            example = {"split-name": "{name}-cu{major}", "cuda-name": "{name}-cuda{major}x"}.get(key, "cu{major}")
             usable = " and ".join("{" + a + "}" for a in sorted(allowed, reverse=True))
             unknown = sorted(fields - allowed)
             if unknown:
@@ -601,11 +656,24 @@ class _Resolver:
             self.fail(["packaging", "cuda-libraries"], '"vendor" is not supported yet: the repair step cannot find the '
                       "toolchain's CUDA libraries, and cuBLAS alone would take 400 MiB of a 100 MiB wheel",
                       'use "depend" (the default): NVIDIA\'s runtime wheels are declared as dependencies')  # fmt: skip
+        if p.cuda_extra and not _NAME.match(p.cuda_extra):
+            self.fail(["packaging", "cuda-extra"], f"{_quote(p.cuda_extra)} is not a valid extra name",
+                      'use letters, digits, ".", "_" and "-", e.g. "ctk"')  # fmt: skip
+        if p.cuda_extra and p.split != "standalone":
+            self.fail(["packaging", "cuda-extra"], 'only applies to split = "standalone"',
+                      'remove cuda-extra (the split layout has extra-name), or set split = "standalone"')  # fmt: skip
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip
         return Packaging(
-            int(p.max_file_size), int(p.project_quota), p.split, p.split_name, p.extra_name, p.cuda_libraries
+            int(p.max_file_size),
+            int(p.project_quota),
+            p.split,
+            p.split_name,
+            p.extra_name,
+            p.cuda_libraries,
+            cuda_name=p.cuda_name,
+            cuda_extra=p.cuda_extra,
         )
 
     def publish(self) -> tuple[PublishStage, ...]:

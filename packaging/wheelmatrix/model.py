@@ -15,7 +15,8 @@ PlatformName = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos
 PLATFORMS: tuple[PlatformName, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
 SourceKind = Literal["pypi", "debian", "system"]
 RepairTool = Literal["auditwheel", "delvewheel", "delocate", "none"]
-SplitStrategy = Literal["fat", "per-cuda-major", "auto"]
+SplitStrategy = Literal["fat", "per-cuda-major", "auto", "standalone"]
+PythonApi = Literal["none", "abi3", "per-version"]
 RuleAction = Literal["include", "exclude"]
 
 
@@ -187,6 +188,12 @@ class Packaging:
     split_name: str  # distribution name template, e.g. "{name}-cu{major}"
     extra_name: str  # extra that pulls a split distribution, e.g. "cu{major}"
     cuda_libraries: Literal["depend", "vendor"] = "depend"  # CUDA components: runtime wheels or vendored
+    cuda_name: str = "{name}-cuda{major}x"  # a standalone CUDA distribution's name (split = "standalone")
+    cuda_extra: str = ""  # standalone: the extra NVIDIA's runtime wheels are declared under ("": plain requirements)
+
+    def distribution(self, project: str, major: int | None) -> str:
+        """The distribution of a standalone variant: ``project`` for CPU, ``cuda_name`` for a CUDA major."""
+        return project if major is None else self.cuda_name.format(name=project, major=major)
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,73 @@ class PublishStage:
     name: str
     repository_url: str  # where twine uploads
     index_url: str  # the simple index pip installs from to verify
+
+
+@dataclass(frozen=True)
+class PythonTag:
+    """The Python part of a wheel's tag: ``py3-none``, ``cp311-cp311``, ``cp312-abi3``, ``cp313-cp313t``."""
+
+    python: str  # "py3", "cp311"
+    abi: str  # "none", "cp311", "abi3", "cp313t"
+    version: str | None = None  # the CPython that builds it ("3.11"); None for py3-none
+
+    def __str__(self) -> str:
+        return f"{self.python}-{self.abi}"
+
+    @property
+    def suffix(self) -> str:
+        """The cell id's suffix: ``""`` for py3-none, ``-cp311``, ``-cp312-abi3``, ``-cp313t``."""
+        if self.abi == "none":
+            return ""
+        if self.abi == "abi3":
+            return f"-{self.python}-abi3"
+        return f"-{self.abi}"
+
+    @property
+    def free_threaded(self) -> bool:
+        return self.abi.endswith("t")
+
+    @property
+    def py_api(self) -> str | None:
+        """scikit-build-core's ``wheel.py-api`` for this tag (None: its default, the interpreter's own)."""
+        if self.abi == "none":
+            return "py3"
+        if self.abi == "abi3":
+            return self.python
+        return None
+
+
+PY3_NONE = PythonTag("py3", "none")
+
+
+@dataclass(frozen=True)
+class PythonAxis:
+    """How a project binds the Python axis ([project] python-api, abi3-floor, free-threaded)."""
+
+    api: PythonApi = "none"
+    abi3_floor: str | None = None  # "3.12"
+    free_threaded: tuple[str, ...] = ()  # ("3.13",)
+
+    def tags(self, pythons: tuple[str, ...]) -> tuple[PythonTag, ...]:
+        """The Python tags of one (platform, variant) over the matrix's Pythons, in order."""
+        if self.api == "none":
+            return (PY3_NONE,)
+        out: list[PythonTag] = []
+        floor = _minor(self.abi3_floor) if self.api == "abi3" and self.abi3_floor else None
+        for version in sorted(pythons, key=_minor):
+            cp = "cp" + version.replace(".", "")
+            if floor is not None and _minor(version) >= floor:
+                continue
+            out.append(PythonTag(cp, cp, version))
+            if version in self.free_threaded:
+                out.append(PythonTag(cp, cp + "t", version))
+        if floor is not None and self.abi3_floor is not None:
+            out.append(PythonTag("cp" + self.abi3_floor.replace(".", ""), "abi3", self.abi3_floor))
+        return tuple(out)
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
 
 
 @dataclass(frozen=True)
@@ -205,6 +279,8 @@ class Project:
     source: Path  # the project's source tree (where its pyproject.toml is)
     exclude: tuple[str, ...] = ()  # tracked files left out of the cell cache key (globs)
     include: tuple[str, ...] = ()  # untracked files added to the cell cache key (globs)
+    python: PythonAxis = field(default_factory=PythonAxis)
+    version: str | None = None  # [project] version of its pyproject.toml, when static
 
     def library_stem(self, variant: str, cuda: CudaVersion | None = None) -> str:
         """The library name of ``variant`` without prefix or suffix: ``mykernels_cuda124``."""

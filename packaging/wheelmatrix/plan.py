@@ -6,10 +6,11 @@ Pure over an injected :class:`Host`, so it is property-tested over generated mat
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from wheelmatrix.model import (
+    PY3_NONE,
     BuildContract,
     CudaSpec,
     CudaVersion,
@@ -17,6 +18,7 @@ from wheelmatrix.model import (
     PlatformName,
     PlatformSpec,
     Project,
+    PythonTag,
     Toolchain,
 )
 
@@ -32,6 +34,10 @@ class Host:
     has_zig: bool  # zig from the ziglang package (cross builds and the glibc floor)
     system_cuda: tuple[tuple[str, str], ...] = ()  # (cuda version, root) of system toolkits found
     glibc: tuple[int, int] | None = None  # this host's glibc, None when not glibc
+    pythons: tuple[tuple[str, str], ...] = ()  # (version "3.12" or "3.13t", interpreter path) found here
+
+    def interpreter(self, version: str) -> str | None:
+        return dict(self.pythons).get(version)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class BuildSpec:
     cuda_libraries: Literal["depend", "vendor"]
     buildable: bool
     reason: str
+    python_tag: PythonTag = PY3_NONE  # the wheel's Python tag (py3-none, cp311-cp311, cp312-abi3)
+    interpreter: str | None = None  # the CPython that builds a per-Python cell; None: the toolkit's own
 
     @property
     def library_stem(self) -> str:
@@ -78,10 +86,12 @@ class Cell:
     toolchain: Toolchain | None
     buildable: bool
     reason: str  # why it can or cannot be built on this host
+    python: PythonTag = PY3_NONE  # the Python tag of its wheel
+    interpreter: str | None = None  # the CPython of this host that builds it (per-Python cells)
 
     @property
     def id(self) -> str:
-        return f"{self.platform}-{self.variant}"
+        return f"{self.platform}-{self.variant}{self.python.suffix}"
 
 
 @dataclass(frozen=True)
@@ -206,9 +216,36 @@ def _where(t: Toolchain) -> str:
     return str(t.path) if t.path is not None else "$CUDA_HOME"
 
 
+def _python_cell(platform: PlatformSpec, tag: PythonTag, host: Host) -> tuple[bool, str, str | None]:
+    """Whether this host has the CPython a per-Python cell is built with: (buildable, reason, interpreter)."""
+    if tag.version is None:
+        return True, "", None
+    if platform.name != host.platform:
+        return (
+            False,
+            f"a CPython extension for {platform.name} is built on its own runner: " + _other_runner(platform),
+            None,
+        )
+    want = tag.version + ("t" if tag.free_threaded else "")
+    path = host.interpreter(want)
+    if path is None:
+        kind = "free-threaded CPython" if tag.free_threaded else "CPython"
+        return (
+            False,
+            (f"{kind} {tag.version} is not on this host (looked on PATH and in pyenv): {_other_runner(platform)}"),
+            None,
+        )
+    return True, f"CPython {want} ({path})", path
+
+
 def make_plan(matrix: Matrix, host: Host) -> Plan:
-    """Expand the matrix into cells (platform x variant), apply the rules, decide buildability."""
+    """Expand the matrix into cells (platform x variant x Python tag), apply the rules, decide buildability.
+
+    A py3-none project has one cell per (platform, variant); a per-Python project one per Python tag
+    of :meth:`PythonAxis.tags`, the cells of one variant next to each other (they share a build tree).
+    """
     cells: list[Cell] = []
+    tags = matrix.project.python.tags(matrix.python)
     excluded: list[Excluded] = []
     for platform in matrix.platforms:
         options: list[CudaSpec | None] = [None, *matrix.cuda]
@@ -221,16 +258,25 @@ def make_plan(matrix: Matrix, host: Host) -> Plan:
                 continue
             if spec is None:
                 buildable, reason = _cpu_cell(platform, host)
-                cells.append(Cell(platform.name, "cpu", None, (), (), None, buildable, reason))
+                base = Cell(platform.name, "cpu", None, (), (), None, buildable, reason)
             else:
                 buildable, reason = _cuda_cell(platform, spec, host)
-                cells.append(
-                    Cell(platform.name, variant, spec.version, spec.sass, spec.ptx, spec.toolchain, buildable, reason)
+                base = Cell(
+                    platform.name, variant, spec.version, spec.sass, spec.ptx, spec.toolchain, buildable, reason
                 )
+            for tag in tags:
+                ok, found, interpreter = _python_cell(platform, tag, host)
+                if tag.version is None:
+                    cells.append(base)
+                elif not base.buildable:
+                    cells.append(replace(base, python=tag))
+                else:
+                    text = f"{base.reason}; {found}" if ok else found
+                    cells.append(replace(base, python=tag, buildable=ok, reason=text, interpreter=interpreter))
     return Plan(matrix=matrix, host=host, cells=tuple(cells), excluded=tuple(excluded))
 
 
-PLAN_SCHEMA_VERSION = 2
+PLAN_SCHEMA_VERSION = 3
 
 
 def _format(template: str, fields: dict[str, str]) -> str:
@@ -270,6 +316,9 @@ def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpe
         if floor < host.glibc:
             link_glibc = floor
     stem = project.library_stem(cell.variant, cell.cuda)
+    library = platform.library_pattern.format(name=stem)
+    if cell.python.version is not None:
+        library = stem + extension_suffix(platform, cell.python)
     return BuildSpec(
         cell_id=cell.id,
         variant=cell.variant,
@@ -277,14 +326,82 @@ def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpe
         platform=platform,
         cuda=spec,
         contract=contract,
-        library=platform.library_pattern.format(name=stem),
+        library=library,
         defines=tuple(defines.items()),
         link_glibc=link_glibc,
         cross=cross_target(platform, host_platform) if host_platform != platform.name else None,
         cuda_libraries=matrix.packaging.cuda_libraries,
         buildable=cell.buildable,
         reason=cell.reason,
+        python_tag=cell.python,
+        interpreter=cell.interpreter,
     )
+
+
+def extension_suffix(platform: PlatformSpec, tag: PythonTag) -> str:
+    """The file suffix CPython gives an extension module of ``tag`` on ``platform`` (EXT_SUFFIX):
+    ``.cpython-311-x86_64-linux-gnu.so``, ``.abi3.so``, ``.cp311-win_amd64.pyd``, ``.pyd``."""
+    abi = tag.abi
+    if platform.os == "windows":
+        return ".pyd" if abi == "abi3" else f".{abi}-win_amd64.pyd"
+    if abi == "abi3":
+        return ".abi3.so"
+    digits = abi[2:]  # "311" or "313t"
+    if platform.os == "macos":
+        return f".cpython-{digits}-darwin.so"
+    arch = "x86_64" if platform.wheel_arch == "x86_64" else "aarch64"
+    return f".cpython-{digits}-{arch}-linux-gnu.so"
+
+
+def _escape(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+@dataclass(frozen=True)
+class ExpectedWheel:
+    """One wheel file the release will have (the expected-wheels oracle)."""
+
+    filename: str
+    distribution: str
+    platform: str
+    cells: tuple[str, ...]  # the cells whose build it holds
+    buildable: bool  # every one of its cells builds on this host
+
+
+def expected_wheels(plan: Plan) -> tuple[ExpectedWheel, ...] | None:
+    """The exact wheel files of the release: every distribution x platform x Python tag.
+
+    None when the layout is decided by measured size (``split = "auto"``) and so cannot be known
+    before the libraries are built.
+    """
+    m = plan.matrix
+    version = m.project.version or "{version}"
+    strategy = m.packaging.split
+    if strategy == "auto":
+        return None
+    groups: dict[tuple[str, str, str], list[Cell]] = {}
+    for c in plan.cells:
+        major = None if c.cuda is None else c.cuda.major
+        if strategy == "standalone":
+            dist = m.packaging.distribution(m.project.name, major)
+        elif strategy == "per-cuda-major" and major is not None:
+            dist = m.packaging.split_name.format(name=m.project.name, major=major)
+        else:
+            dist = m.project.name
+        groups.setdefault((dist, c.platform, str(c.python)), []).append(c)
+    out = []
+    for (dist, platform, tag), cells in groups.items():
+        wheel_tag = m.platform(platform).wheel_tag
+        out.append(
+            ExpectedWheel(
+                filename=f"{_escape(dist)}-{version}-{tag}-{wheel_tag}.whl",
+                distribution=dist,
+                platform=platform,
+                cells=tuple(c.id for c in cells),
+                buildable=all(c.buildable for c in cells),
+            )
+        )
+    return tuple(sorted(out, key=lambda w: w.filename))
 
 
 def _toolchain_doc(t: Toolchain | None) -> str | None:
@@ -294,6 +411,7 @@ def _toolchain_doc(t: Toolchain | None) -> str | None:
 def plan_document(plan: Plan) -> dict[str, object]:
     """The versioned JSON document of ``wheelmatrix plan --format json`` (schemas/plan.schema.json)."""
     m = plan.matrix
+    wheels = expected_wheels(plan)
     return {
         "schema": "wheelmatrix-plan",
         "version": PLAN_SCHEMA_VERSION,
@@ -303,7 +421,9 @@ def plan_document(plan: Plan) -> dict[str, object]:
             "platform": plan.host.platform,
             "c_compiler": plan.host.has_c_compiler,
             "zig": plan.host.has_zig,
+            "pythons": dict(plan.host.pythons),
         },
+        "python_api": m.project.python.api,
         "cells": [
             {
                 "id": c.id,
@@ -317,11 +437,25 @@ def plan_document(plan: Plan) -> dict[str, object]:
                 "reason": c.reason,
                 "runner": m.platform(c.platform).runner,
                 "wheel_tag": m.platform(c.platform).wheel_tag,
+                "python_tag": str(c.python),
+                "interpreter": c.interpreter,
             }
             for c in plan.cells
         ],
         "excluded": [
             {"platform": e.platform, "variant": e.variant, "reason": e.reason, "rule": e.rule} for e in plan.excluded
+        ],
+        "wheels": None
+        if wheels is None
+        else [
+            {
+                "file": w.filename,
+                "distribution": w.distribution,
+                "platform": w.platform,
+                "cells": list(w.cells),
+                "buildable": w.buildable,
+            }
+            for w in wheels
         ],
     }
 
@@ -348,6 +482,7 @@ def github_matrix(plan: Plan) -> dict[str, object]:
                 "runner": m.platform(c.platform).runner,
                 "builder": host.runner if c.buildable and host is not None else m.platform(c.platform).runner,
                 "here": c.buildable and host is not None,
+                **({} if c.python.version is None else {"python": c.python.version, "python_tag": str(c.python)}),
             }
             for c in plan.cells
         ]

@@ -46,6 +46,25 @@ class ProjectTable:
         default=(),
         metadata=doc("Globs of untracked files (generated sources) that do change a cell's wheel; added to the key."),
     )
+    python_api: Literal["none", "abi3", "per-version"] = field(
+        default="none",
+        metadata=doc(
+            'How the wheels bind the Python axis. "none": py3-none-<platform> (libraries loaded with ctypes; '
+            'matrix.python only says where installs are tested). "per-version": a CPython extension, one '
+            'cpXY-cpXY wheel per Python of matrix.python. "abi3": one cpXY-abi3 wheel from abi3-floor on (the '
+            "stable ABI, scikit-build-core's wheel.py-api), per-version wheels for the Pythons below the floor."
+        ),
+    )
+    abi3_floor: str | None = field(
+        default=None,
+        metadata=doc('The oldest Python of the abi3 wheel (python-api = "abi3"), e.g. "3.12" (cp312-abi3).'),
+    )
+    free_threaded: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            'Pythons of matrix.python that also get a free-threaded wheel (cp313-cp313t; python-api = "per-version").'
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,10 @@ class AxesTable:
         metadata=doc('CUDA versions (MAJOR.MINOR); each needs a [cuda."X.Y"] table. The CPU variant is always built.')
     )
     python: tuple[str, ...] = field(
-        metadata=doc("Python versions on which installs are tested (the wheels are py3-none-<platform>).")
+        metadata=doc(
+            "Python versions on which installs are tested; with [project] python-api per-version or abi3 also the "
+            "Pythons the wheels are built for."
+        )
     )
 
 
@@ -171,10 +193,12 @@ class RuleTable:
 class PackagingTable:
     max_file_size: Size = field(default=Size(100 * 2**20), metadata=doc("Largest wheel file allowed (PyPI: 100 MiB)."))
     project_quota: Size = field(default=Size(10 * 2**30), metadata=doc("Project size quota (PyPI: 10 GiB)."))
-    split: Literal["fat", "per-cuda-major", "auto"] = field(
+    split: Literal["fat", "per-cuda-major", "auto", "standalone"] = field(
         default="auto",
         metadata=doc(
-            "fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits."
+            "fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits; "
+            "standalone: every variant is a whole distribution of its own, the CPU one named [project] name and "
+            "each CUDA major's named by cuda-name (as CuPy ships; required by python-api per-version and abi3)."
         ),
     )
     split_name: str = field(
@@ -186,6 +210,17 @@ class PackagingTable:
         metadata=doc(
             "CUDA components (cuBLAS, ...) a library links: depend on NVIDIA's runtime wheels (declared per CUDA "
             "major, never vendored). vendor (copying them into the wheel) is not supported yet."
+        ),
+    )
+    cuda_name: str = field(
+        default="{name}-cuda{major}x",
+        metadata=doc('Name of a standalone CUDA distribution (split = "standalone"): {name} and {major} filled in.'),
+    )
+    cuda_extra: str = field(
+        default="",
+        metadata=doc(
+            'split = "standalone": declare NVIDIA\'s runtime wheels under this extra (e.g. "ctk", as CuPy\'s '
+            "cupy-cuda13x[ctk]) instead of as plain requirements; empty: plain requirements."
         ),
     )
 

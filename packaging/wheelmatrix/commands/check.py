@@ -15,9 +15,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wheelmatrix import host as host_mod
 from wheelmatrix.commands.build import DEFAULT_WORK
 from wheelmatrix.config import load_matrix
 from wheelmatrix.errors import ExitCode
+from wheelmatrix.plan import expected_wheels, make_plan
 from wheelmatrix.stages.check import CheckResult, FileReport, check_release
 
 HELP = "check every wheel of the release is publishable (PyPI's rules, ABI, GPU archs, hygiene, installs)"
@@ -132,6 +134,10 @@ def print_result(result: CheckResult, out: Console) -> None:
 
 def run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
+    # the expected-wheels oracle (plan --wheels): none for named wheels, split = "auto" or a dynamic version
+    oracle = None
+    if not args.wheels and matrix.project.version is not None:
+        oracle = expected_wheels(make_plan(matrix, host_mod.detect(matrix)))
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     with console.status("checking wheels", spinner="dots") as status:
         result = check_release(
@@ -143,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
             work=args.work,
             pythons=args.python,
             progress=status.update,
+            expected=None if oracle is None else [w.filename for w in oracle if w.buildable],
+            allowed=[w.filename for w in oracle or ()],
         )
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=1))

@@ -32,7 +32,8 @@ from typing import Any
 
 from wheelmatrix import data
 from wheelmatrix.errors import PackageError
-from wheelmatrix.model import Matrix, PlatformSpec, Project
+from wheelmatrix.model import Matrix, PlatformSpec, Project, PythonTag
+from wheelmatrix.plan import extension_suffix
 from wheelmatrix.platforms import platform_of
 from wheelmatrix.stages import repair as repair_mod
 from wheelmatrix.wheelfile import (
@@ -124,6 +125,7 @@ class AssembledWheel:
     contents: WheelContents
     libraries: tuple[Library, ...]
     size: int  # compressed size of the wheel as written
+    cell_ids: tuple[str, ...] = ()  # the cells it was made from, when not every cell of its variants
 
     @property
     def filename(self) -> str:
@@ -228,8 +230,69 @@ def split_names(matrix: Matrix, major: int) -> tuple[str, str, str]:
     return dist, escape_name(dist), matrix.packaging.extra_name.format(name=matrix.project.name, major=major)
 
 
+def cell_library_name(matrix: Matrix, platform: str, variant: str, tag: WheelName) -> str:
+    """The library file a cell wheel of ``variant`` holds: ``libmykernels_cpu.so`` for a py3-none
+    project, the extension module of the wheel's Python tag (``_mykernels_cpu.abi3.so``) otherwise."""
+    spec = matrix.platform(platform)
+    stem = matrix.project.library_stem(variant)
+    if matrix.project.python.api == "none":
+        return spec.library_pattern.format(name=stem)
+    version = f"{tag.python[2]}.{tag.python[3:]}" if tag.python.startswith("cp") else None
+    return stem + extension_suffix(spec, PythonTag(tag.python, tag.abi, version))
+
+
+def _renamed(contents: WheelContents, dist: str, version: str) -> WheelContents:
+    """``contents`` as the distribution ``dist``: its .dist-info folder and METADATA Name changed."""
+    old = contents.dist_info
+    new = f"{escape_name(dist)}-{version}.dist-info"
+    tag = contents.wheel_name.tag
+    out = WheelContents(f"{escape_name(dist)}-{version}-{tag}.whl", {}, {})
+    for name, blob in contents.files.items():
+        target = new + name[len(old) :] if name.startswith(old + "/") else name
+        out.put(target, blob, contents.modes.get(name))
+    meta = out.text(f"{new}/METADATA")
+    out.put(f"{new}/METADATA", re.sub(r"(?m)^Name: .*$", f"Name: {dist}", meta, count=1).encode())
+    return out
+
+
+def assemble_standalone(matrix: Matrix, platform: str, cells: Sequence[CellWheel]) -> Assembly:
+    """``split = "standalone"``: every cell wheel is a whole distribution of its own; the CPU
+    variant's is the project, a CUDA variant's is named by ``packaging.cuda-name`` for its major and
+    declares NVIDIA's runtime wheels of the components it links."""
+    project = matrix.project
+    limit = matrix.packaging.max_file_size
+    read = [(c, read_wheel(c.path)) for c in sorted(cells, key=lambda c: c.cell_id)]
+    _, version = _check_cells(project, platform, read)
+    wheels: list[AssembledWheel] = []
+    for cell, contents in read:
+        lib = extract_library(
+            project, cell, contents, cell_library_name(matrix, platform, cell.variant, contents.wheel_name)
+        )
+        dist = matrix.packaging.distribution(project.name, lib.cuda_major)
+        out = _renamed(contents, dist, version) if dist != project.name else contents
+        out.put(f"{out.dist_info}/WHEEL", _wheel_file(out.wheel_name.tag))
+        metadata = f"{out.dist_info}/METADATA"
+        extra = matrix.packaging.cuda_extra
+        requires = [
+            ("Requires-Dist", req + (f'; extra == "{extra}"' if extra else ""))
+            for req in runtime_requirements(matrix, [lib])
+        ]
+        if requires and extra:
+            requires.insert(0, ("Provides-Extra", extra))
+        if requires:
+            out.put(metadata, _set_headers(out.text(metadata), requires).encode())
+        size = len(wheel_bytes(out))
+        if size > limit:
+            raise WheelTooLarge(out.filename, size, limit, [(lib.filename, lib.compressed)], split=True)
+        wheels.append(AssembledWheel(platform, dist, out, (lib,), size, (cell.cell_id,)))
+    reason = 'standalone ([packaging] split = "standalone"): one distribution per variant and Python tag'
+    return Assembly(platform, "standalone", reason, tuple(wheels))
+
+
 def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel]) -> Assembly:
     """Decide fat or split for one platform from measured sizes and build the wheels in memory."""
+    if matrix.packaging.split == "standalone":
+        return assemble_standalone(matrix, platform, cells)
     project = matrix.project
     limit = matrix.packaging.max_file_size
     read = [(c, read_wheel(c.path)) for c in sorted(cells, key=lambda c: c.variant)]
@@ -469,7 +532,8 @@ def assemble_all(
                         libraries=library_names(wheel.libraries),
                         manifests=tuple(lib.manifest for lib in wheel.libraries),
                         sha256=hashlib.sha256(data).hexdigest(),
-                        cells=tuple(
+                        cells=wheel.cell_ids
+                        or tuple(
                             sorted(c.cell_id for c in group if any(lib.variant == c.variant for lib in wheel.libraries))
                         ),
                         reason=assembly.reason,
@@ -493,6 +557,7 @@ def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Pat
     names = [
         escape_name(matrix.project.name),
         escape_name(matrix.packaging.split_name.format(name=matrix.project.name, major="*")),
+        escape_name(matrix.packaging.cuda_name.format(name=matrix.project.name, major="*")),
     ]
     arches = {matrix.platform(p).wheel_arch for p in platforms}
     found = []

@@ -24,6 +24,7 @@ The results are written to ``<work>/cells.json`` (:data:`RESULTS_FILE`), the han
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -31,6 +32,7 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +49,11 @@ from wheelmatrix.platforms import platform_of
 from wheelmatrix.stages import buildenv, compiler_cache, finish
 from wheelmatrix.stages.schedule import GIB, Schedule, auto_schedule
 from wheelmatrix.wheelfile import source_date_epoch
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 Status = Literal["built", "cached", "failed", "skipped"]
 RESULTS_FILE = "cells.json"
@@ -97,6 +104,7 @@ class CellResult:
     compiler_cache: dict[str, object] | None = None  # hits, misses, hit_rate; or off with a reason
     schedule: dict[str, object] | None = None  # this cell's jobs and nvcc threads, cells at once
     build_tree: str | None = None  # "reused" (incremental) or "clean" (a new CMake build tree)
+    python_tag: str = "py3-none"  # the Python tag of the cell wheel (cp311-cp311, cp312-abi3)
 
     @property
     def ok(self) -> bool:
@@ -153,7 +161,7 @@ def build_tree_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchai
     doc = {
         "format": CACHE_FORMAT,
         "wheelmatrix": toolkit_digest(CELL_MODULES),
-        "cell": spec.cell_id,
+        "tree": tree_name(spec),  # the cell less its Python: the Pythons of one variant share the tree
         "library": spec.library,
         "link_glibc": list(spec.link_glibc) if spec.link_glibc else None,
         "cross": spec.cross,
@@ -423,6 +431,7 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
             "components": list(cuda.component_names),
             "compress": list(cuda.compress_flags),
         },
+        **python_key(spec),
         "cuda_libraries": spec.cuda_libraries,
         "settings": list(settings),
         "toolchain": toolchain.identity if toolchain is not None else None,
@@ -433,6 +442,100 @@ def cache_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchain | N
         "flags": {v: os.environ.get(v, "").strip() for v in _FLAG_VARIABLES},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def python_key(spec: BuildSpec) -> dict[str, object]:
+    """What a per-Python cell adds to its cache key (nothing for a py3-none cell: their keys stay)."""
+    if spec.python_tag.version is None:
+        return {}
+    return {"python_tag": str(spec.python_tag), "interpreter": spec.interpreter}
+
+
+# ------------------------------------------------------------------ per-Python cells (python-api)
+# Compiled once per variant, linked per Python: the per-Python cells of one (platform, variant)
+# build in ONE persistent CMake tree, one after the other, from ONE build environment shared by
+# every interpreter (scikit-build-core clears a tree whose build environment moved, so an isolated
+# environment per build would recompile everything). The kernels, which do not include Python,
+# are then compiled by the first cell; each further Python reconfigures and relinks the module.
+
+
+def tree_name(spec: BuildSpec) -> str:
+    """The persistent build tree of a per-Python cell: one per platform and variant (no Python axis)."""
+    return f"{spec.platform.name}-{spec.variant}"
+
+
+def variant_tree(work: Path, spec: BuildSpec) -> Path:
+    return work.resolve() / "trees" / tree_name(spec)
+
+
+_tree_locks: dict[str, threading.Lock] = {}
+
+
+def tree_lock(spec: BuildSpec) -> threading.Lock:
+    """The cells sharing a build tree run in sequence, whatever ``--jobs`` says."""
+    with _identity_lock:
+        return _tree_locks.setdefault(tree_name(spec), threading.Lock())
+
+
+def build_requirements(project: Project) -> list[str]:
+    """``[build-system] requires`` of the project's pyproject.toml, plus the ``build`` frontend."""
+    try:
+        doc = tomllib.loads((project.source / "pyproject.toml").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BuildError(f"cannot read {project.source / 'pyproject.toml'}: {exc}") from None
+    requires = doc.get("build-system", {}).get("requires", [])
+    return sorted({*map(str, requires), "build>=1.2"})
+
+
+def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) -> Path:
+    """A folder holding the project's build requirements for every Python of the matrix, installed
+    once by the oldest interpreter (so its environment markers hold); put on PYTHONPATH."""
+    requires = build_requirements(project)
+    key = hashlib.sha256(json.dumps([requires, oldest]).encode()).hexdigest()[:16]
+    folder = work.resolve() / "buildenv" / key
+    if (folder / "complete").is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log = folder.parent / f"{key}.log"
+    try:
+        _proc.run(
+            [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
+            timeout=timeout,
+            log_file=log,
+        )
+    except WheelmatrixError as exc:
+        raise BuildError(
+            f"the build environment of the per-Python cells ({', '.join(requires)}) did not install with {oldest}: "
+            f"{exc.message.splitlines()[0]} (log: {log})",
+            fix="check that the index (PyPI) is reachable and that [build-system] requires of the project's "
+            "pyproject.toml installs on the oldest Python of [matrix] python",
+        ) from exc
+    (folder / "complete").write_text(json.dumps(requires) + "\n")
+    return folder
+
+
+def oldest_interpreter(specs: Sequence[BuildSpec]) -> str | None:
+    """The interpreter of the oldest Python among the buildable per-Python cells."""
+    found = [(s.python_tag.version, s.interpreter) for s in specs if s.buildable and s.interpreter]
+    if not found:
+        return None
+    return min(found, key=lambda f: tuple(int(x) for x in (f[0] or "0").split(".")))[1]
+
+
+def python_build_argv(spec: BuildSpec, env_dir: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    """How a per-Python cell runs its build: its interpreter, the shared build environment, its tree."""
+    assert spec.interpreter is not None
+    argv = [spec.interpreter, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check"]
+    argv += ["--outdir", str(out)]
+    if spec.python_tag.py_api is not None:
+        argv.append(f"-Cwheel.py-api={spec.python_tag.py_api}")
+    env = {
+        "PYTHONPATH": str(env_dir),
+        # cmake and ninja of the toolkit's environment: the build environment holds no binaries
+        "PATH": os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]),
+    }
+    return argv, env
 
 
 def _cache_dir(cache: Path, key: str) -> Path:
@@ -490,12 +593,15 @@ def build_cell(
     threads: int | None = None,
     python: str | None = None,
     schedule: Schedule | None = None,
+    build_env: Path | None = None,
 ) -> CellResult:
     """Build one cell (or serve it from the cache). Never raises for the cell's own failure."""
     start = time.monotonic()
     folder = options.work.resolve() / "cells" / spec.cell_id  # absolute: the build runs in the source tree
     log = folder / "build.log"
-    base = CellResult(spec.cell_id, _platform_name(spec), spec.variant, "failed", "", log=str(log))
+    base = CellResult(
+        spec.cell_id, _platform_name(spec), spec.variant, "failed", "", log=str(log), python_tag=str(spec.python_tag)
+    )
 
     def failed(reason: str, tail: str = "", **more: Any) -> CellResult:
         return _replace(base, reason=reason, tail=tail, duration=time.monotonic() - start, **more)
@@ -564,14 +670,23 @@ def build_cell(
         "jobs": jobs,
         "threads": nvcc_threads,
     }
-    tree = folder / "cmake"
-    isolated = options.isolation and python is None
+    per_python = spec.interpreter is not None
+    # a per-Python cell builds in its variant's tree (shared by the Pythons of the variant: kernels
+    # compiled once), from the one build environment they share; any other cell in its own tree
+    tree = variant_tree(options.work, spec) if per_python else folder / "cmake"
+    isolated = options.isolation and python is None and not per_python
     # a fresh isolated environment per build has new paths every time (CMake would reconfigure
     # from scratch anyway): its tree is never reused
     tree_key = build_tree_key(spec, settings, toolchain, launcher) if not isolated else "fresh-environment"
-    common["build_tree"] = open_build_tree(tree, tree_key)
     every = [*settings, _define("CMAKE_TOOLCHAIN_FILE", str(chain)), f"build-dir={tree}"]
-    if python is not None:  # the prepared environment: the backend's hook, called directly
+    if per_python:
+        if build_env is None:
+            return failed("no shared build environment for a per-Python cell", **common)
+        argv, more = python_build_argv(spec, build_env, out)
+        env.update(more)
+        argv += [f"-C{s}" for s in every]
+        argv.append(str(spec.project.source))
+    elif python is not None:  # the prepared environment: the backend's hook, called directly
         argv = buildenv.backend_argv(python, spec.project.source, out, every)
     else:
         argv = [options.python, "-m", "build", "--wheel", "--outdir", str(out)]
@@ -582,37 +697,40 @@ def build_cell(
     t1 = time.monotonic()
     ooms = oom_kills()
     group = folder / GROUP_FILE
-    try:
-        _proc.run(
-            argv,
-            cwd=spec.project.source,
-            extra_env=env,
-            timeout=options.timeout,
-            log_file=log,
-            on_start=lambda pid: _write(group, f"{pid}\n"),
-        )
-    except CommandFailed as exc:
+    # the cells sharing a tree take it in turn, from opening it to writing its key back
+    with tree_lock(spec) if per_python else contextlib.nullcontext():
+        try:
+            common["build_tree"] = open_build_tree(tree, tree_key)
+            _proc.run(
+                argv,
+                cwd=spec.project.source,
+                extra_env=env,
+                timeout=options.timeout,
+                log_file=log,
+                on_start=lambda pid: _write(group, f"{pid}\n"),
+            )
+        except CommandFailed as exc:
+            group.unlink(missing_ok=True)
+            common["compiler_cache"] = _cache_report(stats_log, launcher, cache_note)
+            if exc.timed_out:
+                reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
+            else:
+                if exc.returncode is not None and exc.returncode > 0:  # it ended itself (not killed): keep the tree
+                    close_build_tree(tree, tree_key)
+                reason = f"the build exited with code {exc.returncode}"
+                if killed_for_memory(exc.tail) or oom_kills() > ooms:
+                    per = schedule.per_compile if schedule is not None else None
+                    reason = (
+                        f"a compiler was killed (SIGKILL, exit 137): out of memory with {jobs} job(s) x"
+                        f" {nvcc_threads} nvcc thread(s)"
+                        + (f" at {per / GIB:g} GiB per compile" if per else "")
+                        + "; raise [build] memory-per-compile in matrix.toml (fewer compiles at once) or pass --jobs 1"
+                    )
+            return failed(reason, exc.tail, build_seconds=time.monotonic() - t1, **common)
+        except WheelmatrixError as exc:
+            return failed(exc.message, build_seconds=time.monotonic() - t1, **common)
         group.unlink(missing_ok=True)
-        common["compiler_cache"] = _cache_report(stats_log, launcher, cache_note)
-        if exc.timed_out:
-            reason = f"timed out after {options.timeout:g} s; the build and all its children were killed"
-        else:
-            if exc.returncode is not None and exc.returncode > 0:  # it ended itself (not killed): keep the tree
-                close_build_tree(tree, tree_key)
-            reason = f"the build exited with code {exc.returncode}"
-            if killed_for_memory(exc.tail) or oom_kills() > ooms:
-                per = schedule.per_compile if schedule is not None else None
-                reason = (
-                    f"a compiler was killed (SIGKILL, exit 137): out of memory with {jobs} job(s) x"
-                    f" {nvcc_threads} nvcc thread(s)"
-                    + (f" at {per / GIB:g} GiB per compile" if per else "")
-                    + "; raise [build] memory-per-compile in matrix.toml (fewer compiles at once) or pass --jobs 1"
-                )
-        return failed(reason, exc.tail, build_seconds=time.monotonic() - t1, **common)
-    except WheelmatrixError as exc:
-        return failed(exc.message, build_seconds=time.monotonic() - t1, **common)
-    group.unlink(missing_ok=True)
-    close_build_tree(tree, tree_key)
+        close_build_tree(tree, tree_key)
     common["compiler_cache"] = _cache_report(stats_log, launcher, cache_note)
     build_seconds = time.monotonic() - t1
     wheels = sorted(out.glob("*.whl"))
@@ -705,12 +823,18 @@ def _build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Pro
             pythons[source] = str(buildenv.prepare(source, options.build_envs, python=options.python))
         return pythons[source]
 
+    build_env: Path | None = None
+    oldest = oldest_interpreter(specs)
+    if oldest is not None:
+        project = next(s.project for s in specs if s.interpreter is not None)
+        build_env = shared_build_env(options.work, project, oldest, options.timeout)
+
     def one(spec: BuildSpec) -> CellResult:
         if events is not None and spec.buildable:
             events(spec.cell_id, None, "building")
         jobs, threads = schedule.split(spec.cuda is not None)
         try:
-            python = python_for(spec) if spec.buildable else None
+            python = python_for(spec) if spec.buildable and spec.interpreter is None else None
         except WheelmatrixError as exc:
             result = replace(skipped(spec), status="failed", reason=exc.message)
         else:
@@ -723,6 +847,7 @@ def _build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Pro
                 sources=digests.get(spec.project.source, ""),
                 python=python,
                 schedule=schedule,
+                build_env=build_env,
             )
         if events is not None:
             events(spec.cell_id, result, result.status)

@@ -48,9 +48,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import struct
-import sys
 import tempfile
 import time
 import zipfile
@@ -71,6 +69,7 @@ from packaging.version import InvalidVersion, Version
 from packaging import metadata as pkg_metadata
 from wheelmatrix import __version__, _proc, binaries, data
 from wheelmatrix.errors import CommandFailed, PackageError, WheelmatrixError
+from wheelmatrix.host import Interpreter, find_python
 from wheelmatrix.model import Matrix, PlatformSpec
 from wheelmatrix.platforms.macos import check_macos_wheel
 from wheelmatrix.stages.cells import toolkit_digest
@@ -185,6 +184,12 @@ CODES: dict[str, Code] = {
         Code("WM412", "error", "a library that must never be vendored is inside",
              "the NVIDIA driver and the libraries of declared dependencies belong to the machine or "
              "their own wheels: a copy in the wheel shadows them and breaks on other drivers"),
+        Code("WM413", "error", "vendors a CUDA library NVIDIA's runtime wheel provides",
+             "the wheel carries hundreds of MB it should take from NVIDIA's wheel, and two copies can clash at run time"),
+        Code("WM414", "error", "links a CUDA library whose NVIDIA runtime wheel it does not declare",
+             "pip installs no copy of the library, so importing the module fails with 'cannot open shared object'"),
+        Code("WM415", "error", "abi3 wheel outside the stable ABI",
+             "abi3audit finds symbols of the full C API or a newer stable ABI than the tag: other Pythons crash"),
         Code("WM421", "error", "Mach-O architecture or minimum macOS against the tag",
              "macOS refuses the library on the machines the tag admits"),
         # GPU coverage
@@ -224,6 +229,10 @@ CODES: dict[str, Code] = {
              "the release would be published without it"),
         Code("WM802", "error", "bytes differ from what assemble recorded",
              "the wheel changed after assemble: what is checked is not what was built"),
+        Code("WM803", "error", "wheel the plan expects is missing from dist/",
+             "`wheelmatrix plan --wheels` lists it: users of that Python or platform would get no wheel"),
+        Code("WM804", "error", "wheel in dist/ the plan does not expect",
+             "it is not part of the release `wheelmatrix plan --wheels` describes and would be published by mistake"),
     )
 }  # fmt: skip
 
@@ -707,7 +716,10 @@ def _library_regex(matrix: Matrix, spec: PlatformSpec) -> re.Pattern[str]:
     """File names of the project's libraries on ``spec``'s platform: ``libmykernels_(cpu|cuda130).so``."""
     stem = matrix.project.library.format(variant="\0V\0", cuda_tag="\0T\0", cuda_major="\0M\0")
     name = spec.library_pattern.format(name=stem)
-    text = re.escape(name).replace("\0V\0", r"(?P<variant>cpu|cuda\d+)")
+    text = re.escape(name)
+    if matrix.project.python.api != "none":  # extension modules: _mykernels_cpu.cpython-311-x86_64-linux-gnu.so
+        text = re.escape(stem) + r"(?:\.[\w-]+)?\.(?:so|pyd)"
+    text = text.replace("\0V\0", r"(?P<variant>cpu|cuda\d+)")
     text = text.replace("\0T\0", r"(?P<tag>\d*)", 1).replace("\0T\0", r"\d*")
     text = text.replace("\0M\0", r"\d*")
     return re.compile(text)
@@ -1193,10 +1205,10 @@ def _check_binaries(
                 f"or repair with delocate on a {spec.runner} runner",
             )
     extensions = [n for n in names if _is_extension(n.rsplit("/", 1)[-1])]
-    if extensions:  # the Python axis (extension modules, abi3) is not the toolkit's yet: say so
-        st.notes.append(
-            f"abi3audit: not run; Python extension modules the check does not audit: {_listing(extensions)}"
-        )
+    if extensions and "-abi3-" in st.file:
+        st.notes.append(f"abi3audit: run on its extension modules: {_listing(extensions)}")
+    elif extensions:
+        st.notes.append(f"abi3audit: not applicable (not an abi3 wheel); extension modules: {_listing(extensions)}")
     else:
         st.notes.append(
             "abi3audit: not run, the wheel holds no Python extension modules (its libraries are loaded with ctypes)"
@@ -1418,7 +1430,96 @@ def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
         _check_binaries(
             st, ctx, target, spec, [(i.filename, blob, compressed.get(i.filename, 0)) for i, blob in contents]
         )
+        if spec is not None:
+            _check_nvidia(st, ctx, spec, [(i.filename, blob) for i, blob in contents])
     return st
+
+
+_AUDITWHEEL_HASH = re.compile(r"-[0-9a-f]{8}(?=\.so)")
+
+
+def _check_nvidia(st: _Static, ctx: _Context, spec: PlatformSpec, entries: Sequence[tuple[str, bytes]]) -> None:
+    """NVIDIA's runtime libraries (cuBLAS, ...): never vendored, and declared when linked.
+
+    A library the wheel holds whose name (auditwheel's hash removed) is a component's is vendored
+    (WM413); a binary that links a component's library needs the Requires-Dist of NVIDIA's wheel of
+    that CUDA major (``nvidia-cublas-cu12``, ``nvidia-cublas``) in the wheel's metadata (WM414).
+    """
+    if ctx.matrix.packaging.cuda_libraries != "depend":
+        return
+    known = data.components()
+    globs = _component_globs(ctx.matrix, spec) or [
+        spec.library_pattern.format(name=so) + "*" for c in known.values() for so in c.libraries
+    ]
+    declared = set()
+    for text in st.requires:
+        with contextlib.suppress(InvalidRequirement):
+            declared.add(canonicalize_name(Requirement(text).name))
+    for name, blob in entries:
+        base = name.rsplit("/", 1)[-1]
+        if blob[:4] != b"\x7fELF":
+            continue
+        plain = _AUDITWHEEL_HASH.sub("", base)
+        if any(fnmatch.fnmatchcase(plain, g) for g in globs):
+            st.add(
+                "WM413",
+                f"{name} is a copy of {plain.split('.so')[0]}, which NVIDIA's runtime wheel provides",
+                "exclude it from the repair (`wheelmatrix assemble` does for the components matrix.toml declares) "
+                "and declare NVIDIA's wheel as a requirement",
+            )
+            continue
+        try:
+            info = binaries.inspect_binary(blob, name=name)
+        except binaries.BinaryError:
+            continue  # WM406 says so
+        for needed in info.needed:
+            m = re.fullmatch(r"lib(\w+?)\.so\.(\d+)(?:\..*)?", needed)
+            if m is None:
+                continue
+            for comp in known.values():
+                wheel = comp.runtime_wheel(int(m.group(2))) if m.group(1) in comp.libraries else None
+                if wheel is not None and canonicalize_name(wheel) not in declared:
+                    st.add(
+                        "WM414",
+                        f"{name} links {needed}, but the metadata does not require {wheel} (CUDA {m.group(2)}'s "
+                        f"{comp.name}); it requires {_listing(sorted(declared)) or 'nothing'}",
+                        f'declare {comp.name} in [cuda."X.Y"] components of matrix.toml so that assemble adds '
+                        f"Requires-Dist: {wheel}=={m.group(2)}.*",
+                    )
+
+
+def run_abi3audit(paths: Sequence[Path], timeout: float = 600) -> dict[str, list[Finding]]:
+    """abi3audit on the abi3 wheels: every extension inside within the stable ABI of its tag (WM415)."""
+    wheels = [p for p in paths if "-abi3-" in p.name]
+    out: dict[str, list[Finding]] = {}
+    if not wheels:
+        return out
+    exe = tool("abi3audit", "pip install abi3audit (wheelmatrix[build] brings it)")
+    done = _proc.run([exe, "--report", *wheels], timeout=timeout, check=False, extra_env=_tool_env())
+    text = done.output
+    try:
+        report = json.loads(text[text.find("{") :])
+    except ValueError:
+        for p in wheels:
+            out[p.name] = [finding("WM415", p.name, f"abi3audit gave no report: {_tail(text)}", "run abi3audit on it")]
+        return out
+    for spec, result in report.get("specs", {}).items():
+        name = Path(spec).name
+        for ext in result.get("wheel", []) or []:
+            r = ext.get("result") or {}
+            bad = list(r.get("non_abi3_symbols") or [])
+            if not r.get("is_abi3", True) or bad or not r.get("is_abi3_baseline_compatible", True):
+                out.setdefault(name, []).append(
+                    finding(
+                        "WM415",
+                        name,
+                        f"{ext.get('name')}: baseline {r.get('baseline')}, needs {r.get('computed')}"
+                        + (f", symbols outside the stable ABI: {_listing(bad)}" if bad else ""),
+                        "build the module against the stable ABI of the tag (nanobind STABLE_ABI, "
+                        "Py_LIMITED_API) or raise [project] abi3-floor",
+                    )
+                )
+    return out
 
 
 def _dist_info_matches(folder: str, names: tuple[str, Version, frozenset[Tag]]) -> bool:
@@ -1678,45 +1779,6 @@ def _component_globs(matrix: Matrix, spec: PlatformSpec) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ installs
-@dataclass(frozen=True)
-class Interpreter:
-    path: Path
-    version: str  # the full version, "3.12.1"
-
-
-def find_python(version: str) -> Interpreter | None:
-    """An interpreter of ``version`` ("3.12") on this host that runs: this one, PATH (not pyenv's
-    shims, which fail for versions not selected), pyenv's versions, uv's managed Pythons."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
-        return Interpreter(Path(sys.executable), ".".join(map(str, sys.version_info[:3])))
-    exe = f"python{version}"
-    candidates: list[Path] = []
-    on_path = shutil.which(exe)
-    if on_path and "shims" not in Path(on_path).parts:
-        candidates.append(Path(on_path))
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates += sorted(pyenv.glob(f"{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
-    uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
-    candidates += sorted(uv.glob(f"cpython-{version}.*/bin/{exe}"), key=_patch_key, reverse=True)
-    probe = "import sys; print('.'.join(map(str, sys.version_info[:3])))"
-    for c in candidates:
-        if not os.access(c, os.X_OK):
-            continue
-        try:
-            done = _proc.run([c, "-c", probe], check=False, timeout=60)
-        except WheelmatrixError:
-            continue
-        full = done.output.strip()
-        if done.returncode == 0 and full.rsplit(".", 1)[0] == version:
-            return Interpreter(c, full)
-    return None
-
-
-def _patch_key(path: Path) -> tuple[int, ...]:
-    m = re.search(r"(\d+)\.(\d+)\.(\d+)", str(path))
-    return tuple(int(x) for x in m.groups()) if m else (0,)
-
-
 _WHERE_PYTHONS = "PATH, pyenv ($PYENV_ROOT/versions) and uv's managed Pythons"
 
 
@@ -1780,9 +1842,9 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
                         members[other.file] = (other, other_path)
         groups.append(_Group(st, path, tuple(members.values()), tuple(extras)))
         grouped.update(members)
-    for st, path in statics:  # a split wheel whose base is not checked: install it alone
-        if st.file not in grouped and st.name is not None:
-            groups.append(_Group(st, path, ((st, path),), ()))
+    for st, path in statics:  # a split or standalone wheel whose base is not checked: install it alone
+        if st.file not in grouped and st.name is not None:  # with its extras (NVIDIA's wheels under one)
+            groups.append(_Group(st, path, ((st, path),), tuple(st.extras)))
     return groups
 
 
@@ -1826,6 +1888,38 @@ class InstallSource:
     index_url: str | None = None
     deps_index_url: str | None = None
     logs: str = "check"  # the folder under ``work`` for the logs
+
+
+def runtime_wheel_names() -> set[str]:
+    """NVIDIA's runtime wheels the components data names (every major), canonical."""
+    return {canonicalize_name(w) for c in data.components().values() for _, w in c.runtime_wheels}
+
+
+def local_runtime_wheels(reqs: Sequence[str], roots: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Split ``reqs`` into NVIDIA runtime wheels found under ``roots`` (the toolchain cache, where the
+    pypi toolchain source keeps them) and the rest: cuBLAS alone weighs 400-550 MB, and an install
+    check must not download it once per Python."""
+    nvidia = runtime_wheel_names()
+    found: dict[str, list[tuple[Version, Path]]] = {}
+    for root in roots:
+        for path in sorted(root.glob("*/*.whl")):
+            try:
+                name, version, _, _ = parse_wheel_filename(path.name)
+            except InvalidWheelFilename:
+                continue
+            if name in nvidia:
+                found.setdefault(name, []).append((version, path))
+    local: list[Path] = []
+    rest: list[str] = []
+    for text in reqs:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        fits = sorted((v, p) for v, p in found.get(name, []) if req.specifier.contains(v, prereleases=True))
+        if name in nvidia and fits:
+            local.append(fits[-1][1])
+        else:
+            rest.append(text)
+    return local, rest
 
 
 def _install_one(
@@ -1886,6 +1980,14 @@ def _install_one(
                 r.marker = None
                 reqs.append(str(r))
         pip = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check"]
+        local, reqs = local_runtime_wheels(sorted(set(reqs)), [cache_root() / "toolchains" / "downloads"])
+        if local:  # NVIDIA's runtime wheels from the toolchain cache: their own requirements are optional at load
+            done = _proc.run([*pip, "--no-index", "--no-deps", *local], check=False, timeout=timeout,
+                             log_file=log_file, env=_no_index_env())  # fmt: skip
+            if done.returncode != 0:
+                reason = f"NVIDIA's runtime wheels from the toolchain cache did not install{where}"
+                return _failed(version, reason, start), [finding("WM703", name, f"Python {version}: {reason}",
+                                                                 "read pip's log; delete the toolchain cache entry")]  # fmt: skip
         if reqs:
             deps = ["--index-url", source.deps_index_url] if source.deps_index_url else []
             done = _proc.run(
@@ -1914,9 +2016,13 @@ def _install_one(
             target += f"=={group.base.version}"
             own_args = ["--no-cache-dir", "--index-url", source.index_url, target]
             own_args += [f"{s.name}=={s.version}" for s, _ in group.members if s is not group.base and s.name]
+            if local:  # NVIDIA's wheels came without their optional requirements: take the release as it is
+                own_args.insert(0, "--no-deps")
         else:
             target += f" @ {group.base_path.resolve().as_uri()}"
             own_args = ["--no-index", "--find-links", str(index), target]
+            if local:  # NVIDIA's wheels came without their optional requirements: take the checked wheels as they are
+                own_args = ["--no-index", "--no-deps", *(str(p.resolve()) for _, p in group.members)]
         done = _proc.run(
             [*pip, *own_args],
             check=False,
@@ -2151,6 +2257,7 @@ def _static_all(
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, jobs + 1)) as pool:
             twine = pool.submit(run_twine, readable)
             cwc = pool.submit(run_check_wheel_contents, readable)
+            abi3 = pool.submit(run_abi3audit, readable)
             abi: dict[int, concurrent.futures.Future[list[Finding]]] = {}
             for i, t, _, _ in todo:  # auditwheel extracts the whole wheel: start it first
                 spec = _rated_by_auditwheel(ctx, t)
@@ -2159,7 +2266,7 @@ def _static_all(
             computed: list[tuple[int, _Target, str, _Static]] = []
             for i, t, sha, key in todo:
                 computed.append((i, t, key, static_checks(ctx, t, sha)))
-            tool_findings = [twine.result(), cwc.result()]
+            tool_findings = [twine.result(), cwc.result(), abi3.result()]
             for i, t, key, st in computed:
                 for found in tool_findings:
                     st.findings += found.get(t.path.name, [])
@@ -2172,6 +2279,23 @@ def _static_all(
                     tmp.replace(cache_dir / f"{key}.json")
                 out[i] = (st, t.path, False)
     return [o for o in out if o is not None]
+
+
+def oracle_findings(dist: Path, expected: Sequence[str], allowed: Sequence[str] = ()) -> list[Finding]:
+    """dist/ against the expected-wheels oracle: every expected wheel there (WM803), no wheel that is
+    neither expected nor allowed (WM804)."""
+    present = {p.name for p in dist.glob("*.whl")}
+    out = [
+        finding("WM803", name, f"{dist / name} is missing: `wheelmatrix plan --wheels` lists it",
+                "build its cells and assemble again (`wheelmatrix build && wheelmatrix assemble`)")
+        for name in sorted(set(expected) - present)
+    ]  # fmt: skip
+    out += [
+        finding("WM804", name, f"{dist / name} is not one of the wheels `wheelmatrix plan --wheels` "
+                "lists", "remove it from the dist folder (`wheelmatrix assemble` writes only the expected ones)")
+        for name in sorted(present - set(expected) - set(allowed))
+    ]  # fmt: skip
+    return out
 
 
 def _opens(path: Path) -> bool:
@@ -2194,18 +2318,25 @@ def check_release(
     write: bool = True,
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    expected: Sequence[str] | None = None,
+    allowed: Sequence[str] = (),
 ) -> CheckResult:
     """Check ``wheels`` (default: every wheel ``dist/build-record.json`` lists) and write
     ``dist/check-report.json`` and ``dist/report.html`` (``write``).
 
     ``work`` holds the caches and the install logs (None: nothing cached); ``pythons`` overrides
     ``[check] python`` (default ``[matrix] python``); ``install=False`` skips the install checks.
+    ``expected`` is the oracle (``wheelmatrix plan --wheels``, the wheels this host builds): a
+    missing one and any wheel in ``dist`` neither expected nor ``allowed`` (the oracle's wheels
+    other runners build) are findings.
     """
     say = progress or (lambda _msg: None)
     start = time.monotonic()
     jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     record = read_build_record(dist)
     targets, release_findings = _targets(dist, wheels, record)
+    if expected is not None:
+        release_findings += oracle_findings(dist, expected, allowed)
     ctx = _context(matrix, work)
     if pythons is not None:
         ctx = replace(ctx, pythons=tuple(pythons))

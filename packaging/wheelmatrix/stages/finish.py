@@ -191,11 +191,21 @@ def finish_cell(spec: BuildSpec, wheel: Path, log: Path, *, toolchain_identity: 
             )
         raise BuildError(f"the cell wheel {wheel.name} has no {name}: {holds}; " + _ignored(spec, log), fix=fix)
     tag = contents.wheel_name
-    if (tag.python, tag.abi) != ("py3", "none"):
+    want = spec.python_tag
+    if (tag.python, tag.abi) != (want.python, want.abi):
+        if want.version is None:
+            raise BuildError(
+                f"the cell wheel {wheel.name} is tagged {tag.python}-{tag.abi}: its libraries are loaded with ctypes "
+                "and the release's wheels are py3-none-<platform>",
+                fix='set wheel.py-api = "py3" under [tool.scikit-build] in the project\'s pyproject.toml, or declare '
+                "[project] python-api in matrix.toml if it builds a CPython extension",
+            )
         raise BuildError(
-            f"the cell wheel {wheel.name} is tagged {tag.python}-{tag.abi}: its libraries are loaded with ctypes "
-            "and the release's wheels are py3-none-<platform>",
-            fix='set wheel.py-api = "py3" under [tool.scikit-build] in the project\'s pyproject.toml',
+            f"the cell wheel {wheel.name} is tagged {tag.python}-{tag.abi} where the cell {spec.cell_id} is "
+            f'{want} ([project] python-api = "{spec.project.python.api}")',
+            fix="leave wheel.py-api out of the project's pyproject.toml (the toolkit passes it per cell), and build "
+            "the module with the stable ABI when the matrix asks for abi3 (nanobind: STABLE_ABI; "
+            "Python_add_library: USE_SABI)",
         )
     info = inspect_binary(contents.files[name], name=where)
     _check(spec, info, log, where)
