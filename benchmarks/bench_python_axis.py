@@ -6,6 +6,9 @@ costs of a host, reported by their own stages):
 
 * cold: the first per-Python cell of the CUDA variant in an empty build tree (CMake configure, the
   CUDA kernels, nanobind's library for that Python, the module, the cell checks);
+Wall time and the CPU time of the cell's processes are both recorded: this host's 2 cores are
+shared, and CPU time is the steadier of the two.
+
 * each further Python of the same variant: it builds in the same tree (the persistent build tree
   per variant), so the kernels are not compiled again; its added cost is the reconfigure, nanobind's
   library for that Python, the module link and the cell checks.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -69,14 +73,22 @@ def main() -> int:
         env_s = time.monotonic() - t
         results = []
         for spec in specs:  # one at a time, in the plan's order (the first one is cold)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = build_cells([spec], BuildOptions(work=work, cache=None, jobs=1), provide)[0]
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if r.status != "built":
                 print(f"{spec.cell_id}: {r.status}: {r.reason}\n{r.tail}")
                 return 1
             results.append(
-                {"cell": spec.cell_id, "seconds": round(r.duration, 2), "build_seconds": round(r.build_seconds, 2)}
+                {
+                    "cell": spec.cell_id,
+                    "seconds": round(r.duration, 2),
+                    "build_seconds": round(r.build_seconds, 2),
+                    "cpu_seconds": round(cpu, 2),  # compilers and tools, summed: steadier under other load
+                }
             )
-            print(f"{spec.cell_id}: {r.duration:.1f} s", flush=True)
+            print(f"{spec.cell_id}: {r.duration:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     cold = results[0]["seconds"]
     further = [r["seconds"] for r in results[1:]]
@@ -89,6 +101,10 @@ def main() -> int:
         "cold_cell": results[0],
         "further_pythons": results[1:],
         "further_percent_of_cold": [round(100 * s / cold, 1) for s in further],
+        "further_cpu_percent_of_cold": [
+            round(100 * float(r["cpu_seconds"]) / float(results[0]["cpu_seconds"]), 1) for r in results[1:]
+        ],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "goal_percent": 25,
     }
     print(json.dumps(doc, indent=1))

@@ -62,6 +62,7 @@ class BuildSpec:
     reason: str
     python_tag: PythonTag = PY3_NONE  # the wheel's Python tag (py3-none, cp311-cp311, cp312-abi3)
     interpreter: str | None = None  # the CPython that builds a per-Python cell; None: the toolkit's own
+    build_python: str | None = None  # the oldest CPython of the host: installs the per-Python cells' build environment
 
     @property
     def library_stem(self) -> str:
@@ -335,7 +336,15 @@ def build_spec(matrix: Matrix, cell: Cell, host: Host | None = None) -> BuildSpe
         reason=cell.reason,
         python_tag=cell.python,
         interpreter=cell.interpreter,
+        build_python=_oldest_python(host) if cell.python.version is not None else None,
     )
+
+
+def _oldest_python(host: Host | None) -> str | None:
+    """The interpreter of the oldest (GIL) CPython the host has: every per-Python cell of a plan shares
+    the build environment it installs, whichever cells one build selects."""
+    found = [(int(v.split(".")[1]), path) for v, path in (host.pythons if host else ()) if not v.endswith("t")]
+    return min(found)[1] if found else None
 
 
 def extension_suffix(platform: PlatformSpec, tag: PythonTag) -> str:

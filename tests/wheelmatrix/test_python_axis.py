@@ -262,3 +262,15 @@ def test_per_python_cells_of_a_variant_share_one_build_tree_and_environment(tmp_
     assert cells.python_key(per) == {"python_tag": "cp310-cp310", "interpreter": "/opt/python3.10/bin/python3.10"}
     kbit = make_plan(config.load_matrix(REPO / "matrix.toml"), linux_host()).build_specs()
     assert all(cells.python_key(s) == {} for s in kbit)
+
+
+def test_a_partial_build_uses_the_plans_build_environment() -> None:
+    """`wheelmatrix build --cell <one cp310 cell>` must reuse the environment (and so the build tree)
+    of the whole plan: a different environment makes scikit-build-core clear the tree."""
+    from wheelmatrix.stages import cells
+
+    plan = qext_plan(host_with(*PYTHONS))
+    one = plan.build_specs([plan.cell("linux-x86_64-cuda130-cp310")])
+    assert (
+        cells.oldest_interpreter(one) == cells.oldest_interpreter(plan.build_specs()) == "/opt/python3.9/bin/python3.9"
+    )

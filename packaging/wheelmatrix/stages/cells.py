@@ -516,7 +516,12 @@ def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) 
 
 
 def oldest_interpreter(specs: Sequence[BuildSpec]) -> str | None:
-    """The interpreter of the oldest Python among the buildable per-Python cells."""
+    """The interpreter that installs the shared build environment: the plan's (the oldest CPython of
+    the host, whatever cells are selected, so ``--cell`` builds reuse the same environment and tree),
+    else the oldest Python among the buildable per-Python cells."""
+    for s in specs:
+        if s.buildable and s.interpreter and s.build_python:
+            return s.build_python
     found = [(s.python_tag.version, s.interpreter) for s in specs if s.buildable and s.interpreter]
     if not found:
         return None
