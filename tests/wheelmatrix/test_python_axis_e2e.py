@@ -78,6 +78,8 @@ def test_kernels_compile_once_per_variant(released: dict[str, Any]) -> None:
     first cell only, every further Python relinks the module."""
     logs = sorted((released["work"] / "cells").glob("linux-x86_64-cuda130-*/build.log"))
     compiled = [log.parent.name for log in logs if "Building CUDA object" in log.read_text()]
+    kernels = [log.parent.name for log in logs if "qext_kernels.dir/csrc/quantize.cpp.o" in log.read_text()]
+    assert kernels == compiled
     assert len(logs) >= 2
     first = released["plan"].build_specs([c for c in released["plan"].buildable if c.cuda is not None])[0]
     assert compiled == [first.cell_id]
