@@ -78,6 +78,8 @@ def test_kernels_compile_once_per_variant(released: dict[str, Any]) -> None:
     first cell only, every further Python relinks the module."""
     logs = sorted((released["work"] / "cells").glob("linux-x86_64-cuda130-*/build.log"))
     compiled = [log.parent.name for log in logs if "Building CUDA object" in log.read_text()]
+    kernels = [log.parent.name for log in logs if "qext_kernels.dir/csrc/quantize.cpp.o" in log.read_text()]
+    assert kernels == compiled
     assert len(logs) >= 2
     first = released["plan"].build_specs([c for c in released["plan"].buildable if c.cuda is not None])[0]
     assert compiled == [first.cell_id]
@@ -204,3 +206,21 @@ def test_check_strict_fails_on_a_wheel_lacking_the_nvidia_requirement(released: 
     path.unlink()
     write_wheel(contents, dist)
     assert "WM414" in _codes(released, dist)
+
+
+def test_check_strict_fails_on_an_abi3_wheel_outside_the_stable_abi(released: dict[str, Any], tmp_path: Path) -> None:
+    """abi3audit, for real: the cp311 module (full C API) put into the abi3 wheel under the abi3 name."""
+    dist = _broken(released, tmp_path)
+    path = dist / "qext-0.1.0-cp312-abi3-manylinux_2_28_x86_64.whl"
+    contents = read_wheel(path)
+    full = read_wheel(dist / "qext-0.1.0-cp311-cp311-manylinux_2_28_x86_64.whl")
+    module = next(n for n in full.files if n.endswith(".so"))
+    contents.put("qext/_qext_cpu.abi3.so", full.files[module])
+    path.unlink()
+    write_wheel(contents, dist)
+    oracle = expected_wheels(released["plan"]) or ()
+    result = check_release(released["matrix"], dist, strict=True, install=False, write=False,
+                           expected=[w.filename for w in oracle], allowed=[])  # fmt: skip
+    found = [f for f in result.failing if f.code == "WM415"]
+    assert [f.file for f in found] == [path.name]
+    assert "symbols outside the stable ABI" in found[0].what

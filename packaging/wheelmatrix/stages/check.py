@@ -1498,7 +1498,7 @@ def run_abi3audit(paths: Sequence[Path], timeout: float = 600) -> dict[str, list
     done = _proc.run([exe, "--report", *wheels], timeout=timeout, check=False, extra_env=_tool_env())
     text = done.output
     try:
-        report = json.loads(text[text.find("{") :])
+        report = json.JSONDecoder().raw_decode(text[text.find("{") :])[0]  # a summary may follow the JSON
     except ValueError:
         for p in wheels:
             out[p.name] = [finding("WM415", p.name, f"abi3audit gave no report: {_tail(text)}", "run abi3audit on it")]
