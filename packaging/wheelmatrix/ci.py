@@ -235,6 +235,15 @@ ASSEMBLE_STEPS: tuple[Step, ...] = (
 )
 
 
+# The cell's CPython in a manylinux image: /opt/python/cp39-cp39/bin (cp313-cp313t for "3.13t"),
+# the layout cibuildwheel's build-platforms.toml names. bash (the workflow's default shell).
+CELL_PYTHON_IN_IMAGE = (
+    'version="${CELL_PYTHON%t}"\n'
+    'tag="cp${version/./}"\n'
+    'echo "/opt/python/${tag}-${tag}${CELL_PYTHON#"$version"}/bin" >> "$GITHUB_PATH"\n'
+)
+
+
 def publish_steps(stage: PublishStage) -> tuple[Step, ...]:
     return (Step(f"publish to {stage.name}", ("wheelmatrix", "publish", "--to", stage.name)),)
 
@@ -517,16 +526,28 @@ class _Jobs:
 
     def cell(self) -> dict[str, object]:
         images = containers(self.matrix, self.pins)
+        # actions/setup-python installs every line (blank ones skipped); the last, the toolkit's, is `python`
+        cell_pythons = Block("${{ matrix.python }}\n" + TOOLKIT_PYTHON)
         job: dict[str, object] = {
             "name": "cell ${{ matrix.cell }}",
             "needs": ["plan"],
             "runs-on": "${{ matrix.builder }}",
         }
         steps: list[dict[str, object]] = [self.checkout()]
+        per_python = self.matrix.project.python.api != "none"  # the plan's entries carry `python`
         if images:  # Linux cells another runner builds run in the pinned manylinux image, with its Python
             job["container"] = container_expression(images)
             tag = "cp" + TOOLKIT_PYTHON.replace(".", "")
             in_image = "!matrix.here && runner.os == 'Linux'"
+            if per_python:  # the cell's CPython, put on PATH before the toolkit's (which stays `python`)
+                steps.append(
+                    {
+                        "name": "the cell's Python from the manylinux image",
+                        "if": f"{in_image} && matrix.python != ''",
+                        "env": {"CELL_PYTHON": "${{ matrix.python }}"},
+                        "run": Block(CELL_PYTHON_IN_IMAGE),
+                    }
+                )
             steps.append(
                 {
                     "name": "the manylinux image's Python",
@@ -534,9 +555,9 @@ class _Jobs:
                     "run": f'echo "/opt/python/{tag}-{tag}/bin" >> "$GITHUB_PATH"',
                 }
             )
-            steps.append(self.python(**{"if": f"!({in_image})"}))
+            steps.append(self.python(cell_pythons if per_python else TOOLKIT_PYTHON, **{"if": f"!({in_image})"}))
         else:
-            steps.append(self.python())
+            steps.append(self.python(cell_pythons if per_python else TOOLKIT_PYTHON))
         steps.append(self.install("build"))
         for step in CELL_STEPS:
             steps.append(self.run(step, **({"if": "matrix.cuda != ''"} if step.cuda_only else {})))
@@ -696,14 +717,19 @@ def _toml_value(value: object) -> str:
 def cibuildwheel_toml(matrix: Matrix, pins: Pins) -> str:
     header = GENERATED.format(matrix=matrix.path.name)
     lines = [f"# {line}" for line in header.splitlines()]
-    lines += [
-        "#",
-        "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs: the project's",
-        "# wheels are py3-none (a ctypes library, one build serves every Python), which cibuildwheel would",
-        "# build once per Python. Its pinned manylinux images are the containers of the Linux cell jobs.",
-        "",
-        "[tool.cibuildwheel]",
-    ]
+    if matrix.project.python.api == "none":
+        why = [
+            "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs: the project's",
+            "# wheels are py3-none (a ctypes library, one build serves every Python), which cibuildwheel would",
+            "# build once per Python. Its pinned manylinux images are the containers of the Linux cell jobs.",
+        ]
+    else:
+        why = [
+            "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs, one per cell and",
+            "# Python, each running `wheelmatrix build --cell` with its Python put on PATH (docs/ci.md, section 5).",
+            "# Its pinned manylinux images are the containers of the Linux cell jobs.",
+        ]
+    lines += ["#", *why, "", "[tool.cibuildwheel]"]
     options = cibuildwheel_options(matrix, pins)
     lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if not isinstance(v, Mapping)]
     for name, table in options.items():
