@@ -433,20 +433,34 @@ def verify_pythons(matrix: Matrix) -> list[str]:
     return [v for v in wanted if v != TOOLKIT_PYTHON] + [TOOLKIT_PYTHON]
 
 
-def runner_host(platform: str) -> Host:
+def runner_host(platform: str, pythons: Sequence[str] = ()) -> Host:
     """A GitHub-hosted runner of ``platform`` as the plan sees it: compilers and zig (the jobs
-    install wheelmatrix[build]), no system CUDA toolkit."""
+    install wheelmatrix[build]), no system CUDA toolkit, the CPythons ``pythons`` ("3.9", "3.13t")."""
     return Host(
-        platform=platform, has_c_compiler=True, has_zig=True, glibc=(2, 39) if platform.startswith("linux") else None
+        platform=platform,
+        has_c_compiler=True,
+        has_zig=True,
+        glibc=(2, 39) if platform.startswith("linux") else None,
+        pythons=tuple((v, f"python{v}") for v in pythons),
     )
+
+
+def cell_job_pythons(matrix: Matrix, platform: str) -> list[str]:
+    """The CPythons a cell job on ``platform``'s own runner provides for a per-Python cell: every one
+    of the matrix (the manylinux image's /opt/python, or actions/setup-python). Not on Windows:
+    setup-python puts no ``python3.X`` there, which is what ``host.find_python`` looks for."""
+    if matrix.project.python.api == "none" or platform.startswith("windows"):
+        return []
+    ft = matrix.project.python.free_threaded
+    return [*matrix.python, *(f"{v}t" for v in matrix.python if v in ft)]
 
 
 def unbuildable_cells(matrix: Matrix) -> list[tuple[str, str]]:
     """The cells no job of the workflow can build: neither the plan job's runner (``ubuntu-24.04``,
     Linux x86_64) nor the runner of the cell's own platform. Their jobs fail with the plan's reason,
     so the release never reaches assemble until they are excluded or given a source that works."""
-    host = make_plan(matrix, runner_host("linux-x86_64"))
-    own = {p.name: make_plan(matrix, runner_host(p.name)) for p in matrix.platforms}
+    host = make_plan(matrix, runner_host("linux-x86_64", [TOOLKIT_PYTHON]))  # the plan job's Python
+    own = {p.name: make_plan(matrix, runner_host(p.name, cell_job_pythons(matrix, p.name))) for p in matrix.platforms}
     out = []
     for cell in host.cells:
         there = own[cell.platform].cell(cell.id)

@@ -501,6 +501,47 @@ def test_every_per_python_cell_this_host_cannot_build_has_a_job_with_its_python(
         assert printed == runs == ci.cell_commands(cell.id, job["env"]["CUDA"]), cell.id
 
 
+def _qext_copy(tmp: Path, platforms: str = '["linux-x86_64"]') -> Path:
+    root = tmp / "qext-repo"
+    shutil.copytree(QEXT.parent, root)
+    text = (root / "matrix.toml").read_text()
+    (root / "matrix.toml").write_text(text.replace('platforms = ["linux-x86_64"]', f"platforms = {platforms}"))
+    return root / "matrix.toml"
+
+
+def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """qext's workflow is generated (its per-Python cells are buildable by their jobs) and its drift
+    check fails when the cell's Python is taken out of the committed cell job."""
+    matrix_path = _qext_copy(tmp_path)
+    assert ci.unbuildable_cells(load_matrix(matrix_path)) == []
+    assert main(["ci", "generate", "--matrix", str(matrix_path)]) == 0
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 0
+    workflow_path = matrix_path.parent / ci.WORKFLOW
+    text = workflow_path.read_text()
+    edited = text.replace("            ${{ matrix.python }}\n", "")
+    assert edited != text
+    workflow_path.write_text(edited)
+    capsys.readouterr()
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", err, re.M), err
+    workflow_path.write_text(text.replace("cp${version/./}", "cp${version}"))
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    assert 'tag="cp${version/./}"' in capsys.readouterr().err
+
+
+def test_per_python_cells_are_buildable_where_the_job_provides_the_python(tmp_path: Path) -> None:
+    """On macOS setup-python puts python3.X on PATH; on Windows it does not, and host.py looks for
+    python3.X: those cells are refused (with the plan's reason) rather than left to fail in CI."""
+    matrix = load_matrix(_qext_copy(tmp_path, '["linux-x86_64", "macos-arm64", "windows-x86_64"]'))
+    nowhere = dict(ci.unbuildable_cells(matrix))
+    windows = {c.id for c in make_plan(matrix, linux_host()).cells if c.platform == "windows-x86_64"}
+    assert windows and windows <= set(nowhere)
+    assert all("CPython" in nowhere[c] for c in windows)
+    assert "macos-arm64-cpu-cp39" not in nowhere and "linux-x86_64-cpu-cp39" not in nowhere
+    assert {c for c in nowhere if c.startswith("macos")} == {c for c in nowhere if "macos" in c and "cuda" in c}
+
+
 def test_ci_reproduce_of_an_unknown_cell_names_the_cells(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ci", "reproduce", "linux-x86_64-cuda999", "--matrix", str(MATRIX)]) == 2
     err = capsys.readouterr().err
