@@ -235,6 +235,15 @@ ASSEMBLE_STEPS: tuple[Step, ...] = (
 )
 
 
+# The cell's CPython in a manylinux image: /opt/python/cp39-cp39/bin (cp313-cp313t for "3.13t"),
+# the layout cibuildwheel's build-platforms.toml names. bash (the workflow's default shell).
+CELL_PYTHON_IN_IMAGE = (
+    'version="${CELL_PYTHON%t}"\n'
+    'tag="cp${version/./}"\n'
+    'echo "/opt/python/${tag}-${tag}${CELL_PYTHON#"$version"}/bin" >> "$GITHUB_PATH"\n'
+)
+
+
 def publish_steps(stage: PublishStage) -> tuple[Step, ...]:
     return (Step(f"publish to {stage.name}", ("wheelmatrix", "publish", "--to", stage.name)),)
 
@@ -424,20 +433,34 @@ def verify_pythons(matrix: Matrix) -> list[str]:
     return [v for v in wanted if v != TOOLKIT_PYTHON] + [TOOLKIT_PYTHON]
 
 
-def runner_host(platform: str) -> Host:
+def runner_host(platform: str, pythons: Sequence[str] = ()) -> Host:
     """A GitHub-hosted runner of ``platform`` as the plan sees it: compilers and zig (the jobs
-    install wheelmatrix[build]), no system CUDA toolkit."""
+    install wheelmatrix[build]), no system CUDA toolkit, the CPythons ``pythons`` ("3.9", "3.13t")."""
     return Host(
-        platform=platform, has_c_compiler=True, has_zig=True, glibc=(2, 39) if platform.startswith("linux") else None
+        platform=platform,
+        has_c_compiler=True,
+        has_zig=True,
+        glibc=(2, 39) if platform.startswith("linux") else None,
+        pythons=tuple((v, f"python{v}") for v in pythons),
     )
+
+
+def cell_job_pythons(matrix: Matrix, platform: str) -> list[str]:
+    """The CPythons a cell job on ``platform``'s own runner provides for a per-Python cell: every one
+    of the matrix (the manylinux image's /opt/python, or actions/setup-python). Not on Windows:
+    setup-python puts no ``python3.X`` there, which is what ``host.find_python`` looks for."""
+    if matrix.project.python.api == "none" or platform.startswith("windows"):
+        return []
+    ft = matrix.project.python.free_threaded
+    return [*matrix.python, *(f"{v}t" for v in matrix.python if v in ft)]
 
 
 def unbuildable_cells(matrix: Matrix) -> list[tuple[str, str]]:
     """The cells no job of the workflow can build: neither the plan job's runner (``ubuntu-24.04``,
     Linux x86_64) nor the runner of the cell's own platform. Their jobs fail with the plan's reason,
     so the release never reaches assemble until they are excluded or given a source that works."""
-    host = make_plan(matrix, runner_host("linux-x86_64"))
-    own = {p.name: make_plan(matrix, runner_host(p.name)) for p in matrix.platforms}
+    host = make_plan(matrix, runner_host("linux-x86_64", [TOOLKIT_PYTHON]))  # the plan job's Python
+    own = {p.name: make_plan(matrix, runner_host(p.name, cell_job_pythons(matrix, p.name))) for p in matrix.platforms}
     out = []
     for cell in host.cells:
         there = own[cell.platform].cell(cell.id)
@@ -517,16 +540,28 @@ class _Jobs:
 
     def cell(self) -> dict[str, object]:
         images = containers(self.matrix, self.pins)
+        # actions/setup-python installs every line (blank ones skipped); the last, the toolkit's, is `python`
+        cell_pythons = Block("${{ matrix.python }}\n" + TOOLKIT_PYTHON)
         job: dict[str, object] = {
             "name": "cell ${{ matrix.cell }}",
             "needs": ["plan"],
             "runs-on": "${{ matrix.builder }}",
         }
         steps: list[dict[str, object]] = [self.checkout()]
+        per_python = self.matrix.project.python.api != "none"  # the plan's entries carry `python`
         if images:  # Linux cells another runner builds run in the pinned manylinux image, with its Python
             job["container"] = container_expression(images)
             tag = "cp" + TOOLKIT_PYTHON.replace(".", "")
             in_image = "!matrix.here && runner.os == 'Linux'"
+            if per_python:  # the cell's CPython, put on PATH before the toolkit's (which stays `python`)
+                steps.append(
+                    {
+                        "name": "the cell's Python from the manylinux image",
+                        "if": f"{in_image} && matrix.python != ''",
+                        "env": {"CELL_PYTHON": "${{ matrix.python }}"},
+                        "run": Block(CELL_PYTHON_IN_IMAGE),
+                    }
+                )
             steps.append(
                 {
                     "name": "the manylinux image's Python",
@@ -534,9 +569,9 @@ class _Jobs:
                     "run": f'echo "/opt/python/{tag}-{tag}/bin" >> "$GITHUB_PATH"',
                 }
             )
-            steps.append(self.python(**{"if": f"!({in_image})"}))
+            steps.append(self.python(cell_pythons if per_python else TOOLKIT_PYTHON, **{"if": f"!({in_image})"}))
         else:
-            steps.append(self.python())
+            steps.append(self.python(cell_pythons if per_python else TOOLKIT_PYTHON))
         steps.append(self.install("build"))
         for step in CELL_STEPS:
             steps.append(self.run(step, **({"if": "matrix.cuda != ''"} if step.cuda_only else {})))
@@ -696,14 +731,19 @@ def _toml_value(value: object) -> str:
 def cibuildwheel_toml(matrix: Matrix, pins: Pins) -> str:
     header = GENERATED.format(matrix=matrix.path.name)
     lines = [f"# {line}" for line in header.splitlines()]
-    lines += [
-        "#",
-        "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs: the project's",
-        "# wheels are py3-none (a ctypes library, one build serves every Python), which cibuildwheel would",
-        "# build once per Python. Its pinned manylinux images are the containers of the Linux cell jobs.",
-        "",
-        "[tool.cibuildwheel]",
-    ]
+    if matrix.project.python.api == "none":
+        why = [
+            "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs: the project's",
+            "# wheels are py3-none (a ctypes library, one build serves every Python), which cibuildwheel would",
+            "# build once per Python. Its pinned manylinux images are the containers of the Linux cell jobs.",
+        ]
+    else:
+        why = [
+            "# cibuildwheel's options for this matrix. The release's cell jobs are plain jobs, one per cell and",
+            "# Python, each running `wheelmatrix build --cell` with its Python put on PATH (docs/ci.md, section 5).",
+            "# Its pinned manylinux images are the containers of the Linux cell jobs.",
+        ]
+    lines += ["#", *why, "", "[tool.cibuildwheel]"]
     options = cibuildwheel_options(matrix, pins)
     lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if not isinstance(v, Mapping)]
     for name, table in options.items():

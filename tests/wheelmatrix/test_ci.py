@@ -13,6 +13,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,11 @@ from wheelmatrix.stages.cells import CellResult, read_results, write_results
 from wheelmatrix.stages.release import cell_wheels
 from wheelmatrix.toolchains.fetch import file_sha256
 from wm_support import REPO, linux_host
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 MATRIX = REPO / "matrix.toml"
 GITHUB_SCHEMA = json.loads((REPO / "packaging/wheelmatrix/schemas/github-matrix.schema.json").read_text())
@@ -307,8 +314,8 @@ def _plan_output(capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out.strip()
 
 
-def _cell_jobs(output: str) -> list[dict[str, Any]]:
-    job = workflow()["jobs"]["cell"]
+def _cell_jobs(output: str, doc: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    job = (doc or workflow())["jobs"]["cell"]
     ctx: dict[str, Any] = {"needs": {"plan": {"outputs": {"matrix": output}}}}
     strategy = render(job["strategy"]["matrix"], ctx)
     jobs = []
@@ -391,6 +398,148 @@ def test_the_cell_jobs_run_the_commands_ci_reproduce_runs(
         assert runs == printed == ci.cell_commands(cell, job["env"]["CUDA"]), cell
         assert (["wheelmatrix", "toolchain", "install", job["env"]["CUDA"]] in runs) == bool(job["env"]["CUDA"])
         assert ["wheelmatrix", "build", "--cell", cell, "--no-cache"] in runs
+
+
+# --- per-Python cells (qext): each job provides its cell's CPython ---------------------------------
+
+QEXT = REPO / "tests/projects/qext/matrix.toml"
+
+
+def _manylinux_python_dirs() -> dict[str, str]:
+    """cibuildwheel's own table of the manylinux images' CPythons: "3.9" -> /opt/python/cp39-cp39,
+    "3.14t" -> /opt/python/cp314-cp314t (resources/build-platforms.toml of the installed cibuildwheel)."""
+    table = tomllib.loads(resources.files("cibuildwheel").joinpath("resources/build-platforms.toml").read_text())
+    out = {}
+    for entry in table["linux"]["python_configurations"]:
+        ident = entry["identifier"]
+        if ident.startswith("cp") and ident.endswith("-manylinux_x86_64"):
+            out[entry["version"] + ("t" if ident.split("-")[0].endswith("t") else "")] = entry["path_str"]
+    return out
+
+
+def _in_image_path(script: str, python: str, tmp: Path) -> list[str]:
+    """What the step's script adds to $GITHUB_PATH, run by bash with the step's environment."""
+    github_path = tmp / "github_path"
+    github_path.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "CELL_PYTHON": python, "GITHUB_PATH": str(github_path)}
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, check=True, timeout=30)
+    return github_path.read_text().splitlines()
+
+
+def test_the_in_image_script_names_cibuildwheels_python_dirs(tmp_path: Path) -> None:
+    cell_step = _qext_cell_step(_qext_workflow(tmp_path), "the cell's Python from the manylinux image")
+    dirs = _manylinux_python_dirs()
+    assert {"3.9", "3.13", "3.14t"} <= set(dirs)
+    for version, where in dirs.items():
+        assert _in_image_path(cell_step["run"], version, tmp_path) == [f"{where}/bin"], version
+
+
+def _qext_workflow(tmp: Path) -> dict[str, Any]:
+    root = tmp / "qext"
+    ci.generate(load_matrix(QEXT), root)
+    doc: dict[str, Any] = yaml.safe_load((root / ci.WORKFLOW).read_text())
+    return doc
+
+
+def _qext_cell_step(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in doc["jobs"]["cell"]["steps"] if s["name"] == name)
+
+
+def test_every_per_python_cell_this_host_cannot_build_has_a_job_with_its_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan job's runner, like a hosted one, has one CPython: this one (pyenv's and uv's hidden;
+    pyenv's shims on PATH are never used). The real `plan --format github` then leaves the other
+    Pythons' cells to jobs in the manylinux image, which must put the cell's CPython on PATH."""
+    for var in ("PYENV_ROOT", "UV_PYTHON_INSTALL_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "none"))
+    capsys.readouterr()
+    assert main(["plan", "--format", "github", "--matrix", str(QEXT)]) == 0
+    output = capsys.readouterr().out.strip()
+    jsonschema.validate(json.loads(output), GITHUB_SCHEMA)
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    matrix = load_matrix(QEXT)
+    plan = make_plan(matrix, Host(**{**linux_host().__dict__, "pythons": ((here, sys.executable),)}))
+    elsewhere = [c for c in plan.cells if not c.buildable]
+    assert {c.python.version for c in elsewhere} >= {"3.9", "3.10"}, "qext has per-Python cells this host cannot build"
+    doc = _qext_workflow(tmp_path)
+    jobs = {j["env"]["CELL"]: j for j in _cell_jobs(output, doc)}
+    assert set(jobs) == {c.id for c in plan.cells}
+    assert {cell for cell, j in jobs.items() if not j["entry"]["here"]} == {c.id for c in elsewhere}
+    dirs = _manylinux_python_dirs()
+    image = ci.load_pins().image("manylinux_2_28_x86_64")
+    assert image is not None
+    for cell in plan.cells:
+        job = jobs[cell.id]
+        assert job["entry"]["python"] == cell.python.version, cell.id
+        names = [s["name"] for s in job["steps"]]
+        if cell.buildable:  # the host runner: setup-python installs the cell's Python, then the toolkit's
+            assert job["container"] == "" and "the cell's Python from the manylinux image" not in names
+            setup = next(s for s in job["steps"] if s["name"] == "set up Python")
+            versions = render(setup["with"]["python-version"], {"matrix": job["entry"]}).split()
+            assert versions == [cell.python.version, ci.TOOLKIT_PYTHON], cell.id
+            continue
+        assert job["runs-on"] == matrix.platform(cell.platform).runner and job["container"] == image.image, cell.id
+        assert "set up Python" not in names
+        i = names.index("the cell's Python from the manylinux image")
+        assert i < names.index("the manylinux image's Python") < names.index("build the cell"), cell.id
+        step = job["steps"][i]
+        python = render(step["env"]["CELL_PYTHON"], {"matrix": job["entry"]})
+        # GitHub prepends each $GITHUB_PATH line: the toolkit's cp312, written after, stays `python`
+        assert _in_image_path(step["run"], python, tmp_path) == [f"{dirs[cell.python.version]}/bin"], cell.id
+        capsys.readouterr()
+        assert main(["ci", "reproduce", cell.id, "--dry-run", "--matrix", str(QEXT)]) == 0
+        printed = [shlex.split(line[2:]) for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+        for argv in printed:  # run here with --matrix naming qext's; in its own repository the job needs none
+            if "--matrix" in argv:
+                del argv[argv.index("--matrix") : argv.index("--matrix") + 2]
+        runs = [
+            shlex.split(s["run"].replace('"$CELL"', cell.id).replace('"$CUDA"', job["env"]["CUDA"] or "''"))
+            for s in job["steps"]
+            if s.get("run", "").startswith("wheelmatrix ")
+        ]
+        assert printed == runs == ci.cell_commands(cell.id, job["env"]["CUDA"]), cell.id
+
+
+def _qext_copy(tmp: Path, platforms: str = '["linux-x86_64"]') -> Path:
+    root = tmp / "qext-repo"
+    shutil.copytree(QEXT.parent, root)
+    text = (root / "matrix.toml").read_text()
+    (root / "matrix.toml").write_text(text.replace('platforms = ["linux-x86_64"]', f"platforms = {platforms}"))
+    return root / "matrix.toml"
+
+
+def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """qext's workflow is generated (its per-Python cells are buildable by their jobs) and its drift
+    check fails when the cell's Python is taken out of the committed cell job."""
+    matrix_path = _qext_copy(tmp_path)
+    assert ci.unbuildable_cells(load_matrix(matrix_path)) == []
+    assert main(["ci", "generate", "--matrix", str(matrix_path)]) == 0
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 0
+    workflow_path = matrix_path.parent / ci.WORKFLOW
+    text = workflow_path.read_text()
+    edited = text.replace("            ${{ matrix.python }}\n", "")
+    assert edited != text
+    workflow_path.write_text(edited)
+    capsys.readouterr()
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", err, re.M), err
+    workflow_path.write_text(text.replace("cp${version/./}", "cp${version}"))
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    assert 'tag="cp${version/./}"' in capsys.readouterr().err
+
+
+def test_per_python_cells_are_buildable_where_the_job_provides_the_python(tmp_path: Path) -> None:
+    """On macOS setup-python puts python3.X on PATH; on Windows it does not, and host.py looks for
+    python3.X: those cells are refused (with the plan's reason) rather than left to fail in CI."""
+    matrix = load_matrix(_qext_copy(tmp_path, '["linux-x86_64", "macos-arm64", "windows-x86_64"]'))
+    nowhere = dict(ci.unbuildable_cells(matrix))
+    windows = {c.id for c in make_plan(matrix, linux_host()).cells if c.platform == "windows-x86_64"}
+    assert windows and windows <= set(nowhere)
+    assert all("CPython" in nowhere[c] for c in windows)
+    assert "macos-arm64-cpu-cp39" not in nowhere and "linux-x86_64-cpu-cp39" not in nowhere
+    assert {c for c in nowhere if c.startswith("macos")} == {c for c in nowhere if "macos" in c and "cuda" in c}
 
 
 def test_ci_reproduce_of_an_unknown_cell_names_the_cells(capsys: pytest.CaptureFixture[str]) -> None:

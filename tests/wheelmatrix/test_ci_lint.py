@@ -1,7 +1,8 @@
 """The generated workflow through the real linters (actionlint with shellcheck, check-jsonschema's workflow
 schemas, zizmor offline) and cibuildwheel's configuration through cibuildwheel itself: nothing found.
 
-They run on kbit's committed workflow and on one generated for the foreign-shaped qblas project.
+They run on kbit's committed workflow and on ones generated for the foreign-shaped qblas project and for
+qext, whose per-Python cells (issue 17) give the cell job the cell's own CPython.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ def run(*argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.fixture(scope="module", params=["kbit", "qblas"])
+@pytest.fixture(scope="module", params=["kbit", "qblas", "qext"])
 def workflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if request.param == "kbit":
         return REPO / ci.WORKFLOW
-    root = tmp_path_factory.mktemp("qblas")
-    matrix = load_matrix(REPO / "tests/projects/qblas/matrix.toml")
+    root = tmp_path_factory.mktemp(request.param)
+    matrix = load_matrix(REPO / f"tests/projects/{request.param}/matrix.toml")
     ci.generate(matrix, root)
     return root / ci.WORKFLOW
 
