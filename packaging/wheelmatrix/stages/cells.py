@@ -162,7 +162,9 @@ def build_tree_key(spec: BuildSpec, settings: Sequence[str], toolchain: Toolchai
         "format": CACHE_FORMAT,
         "wheelmatrix": toolkit_digest(CELL_MODULES),
         "tree": tree_name(spec),  # the cell less its Python: the Pythons of one variant share the tree
-        "library": spec.library,
+        # an extension module's file name carries its Python (_m.cpython-311-x86_64-linux-gnu.so):
+        # left out, or no two Pythons would share the tree
+        "library": spec.library if spec.python_tag.version is None else None,
         "link_glibc": list(spec.link_glibc) if spec.link_glibc else None,
         "cross": spec.cross,
         "cuda": None
