@@ -91,8 +91,8 @@ def build_requires(source: Path) -> list[str]:
     """``[build-system] requires`` of the project's pyproject.toml (PEP 518's default without one)."""
     path = source / "pyproject.toml"
     try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BuildError(f"cannot read the build requirements of {path}: {exc}") from exc
     requires = doc.get("build-system", {}).get("requires", ["setuptools>=40.8.0"])
     return sorted(str(r) for r in requires)

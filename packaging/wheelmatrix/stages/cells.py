@@ -50,11 +50,6 @@ from wheelmatrix.stages import buildenv, compiler_cache, finish
 from wheelmatrix.stages.schedule import GIB, Schedule, auto_schedule
 from wheelmatrix.wheelfile import source_date_epoch
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 Status = Literal["built", "cached", "failed", "skipped"]
 RESULTS_FILE = "cells.json"
 RESULTS_SCHEMA = 1
@@ -481,12 +476,7 @@ def tree_lock(spec: BuildSpec) -> threading.Lock:
 
 def build_requirements(project: Project) -> list[str]:
     """``[build-system] requires`` of the project's pyproject.toml, plus the ``build`` frontend."""
-    try:
-        doc = tomllib.loads((project.source / "pyproject.toml").read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BuildError(f"cannot read {project.source / 'pyproject.toml'}: {exc}") from None
-    requires = doc.get("build-system", {}).get("requires", [])
-    return sorted({*map(str, requires), "build>=1.2"})
+    return sorted({*buildenv.build_requires(project.source), "build>=1.2"})
 
 
 def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) -> Path:
