@@ -34,23 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "wheelmatrix"))
 
-from build_fixtures.project import copy_kbit  # noqa: E402
-
-MATRIX = """
-[project]
-name = "kbit"
-import-package = "kbit"
-library = "kbit_{variant}"
-library-dir = "_lib"
-[build]
-backend = { variable = "KBIT_BACKEND", cpu = "cpu", cuda = "cuda" }
-[matrix]
-platforms = ["linux-x86_64"]
-cuda = []
-python = ["3.11"]
-[platform.linux-x86_64]
-policy = "manylinux_2_39"
-"""
+from build_fixtures.project import CPU_ONLY_MATRIX, copy_kbit  # noqa: E402
 
 
 def _cpu() -> float:
@@ -104,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wm-overhead-") as name:
         tmp = Path(name)
         tree = copy_kbit(tmp / "kbit")
-        (tree / "matrix.toml").write_text(MATRIX)
+        (tree / "matrix.toml").write_text(CPU_ONLY_MATRIX)
         work = tmp / "work"
         toolkit(tree, work)  # prepares the build environment (once per machine) and warms the disk
         runs: dict[str, list[float]] = {

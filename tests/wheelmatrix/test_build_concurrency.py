@@ -22,28 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from build_fixtures.project import copy_kbit
+from build_fixtures.project import CPU_ONLY_MATRIX, copy_kbit
 from wheelmatrix import worklock
 
 CELL = "linux-x86_64-cpu"
-MATRIX = """
-[project]
-name = "kbit"
-import-package = "kbit"
-library = "kbit_{variant}"
-library-dir = "_lib"
-
-[build]
-backend = { variable = "KBIT_BACKEND", cpu = "cpu", cuda = "cuda" }
-
-[matrix]
-platforms = ["linux-x86_64"]
-cuda = []
-python = ["3.11"]
-
-[platform.linux-x86_64]
-policy = "manylinux_2_39"   # this host's glibc or newer: no zig link, so the build takes seconds
-"""
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +37,7 @@ def toolkit_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _project(root: Path, step: str | None = None) -> Path:
     """kbit's tree with a matrix of its CPU cell; ``step`` is a shell script its build runs."""
     tree = copy_kbit(root)
-    (tree / "matrix.toml").write_text(MATRIX)
+    (tree / "matrix.toml").write_text(CPU_ONLY_MATRIX)
     if step is not None:
         script = root.parent / f"{root.name}-step.sh"
         script.write_text("#!/bin/sh\n" + step)

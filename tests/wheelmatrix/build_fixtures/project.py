@@ -15,6 +15,26 @@ REPO = Path(__file__).resolve().parents[3]
 # what kbit's build reads (pyproject's readme and sdist list included)
 TREE = ("pyproject.toml", "CMakeLists.txt", "csrc", "cmake", "src", "docs/kbit-formats.md", "KBIT.md")
 
+# kbit's CPU cell alone, linked against this host's glibc or newer (no zig link): a build of seconds
+CPU_ONLY_MATRIX = """
+[project]
+name = "kbit"
+import-package = "kbit"
+library = "kbit_{variant}"
+library-dir = "_lib"
+
+[build]
+backend = { variable = "KBIT_BACKEND", cpu = "cpu", cuda = "cuda" }
+
+[matrix]
+platforms = ["linux-x86_64"]
+cuda = []
+python = ["3.11"]
+
+[platform.linux-x86_64]
+policy = "manylinux_2_39"
+"""
+
 
 def copy_kbit(dest: Path) -> Path:
     for name in TREE:
