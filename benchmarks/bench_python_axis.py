@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from wheelmatrix import host as host_mod
 from wheelmatrix import toolchains
 from wheelmatrix.config import load_matrix
 from wheelmatrix.model import CudaSpec
-from wheelmatrix.plan import make_plan
+from wheelmatrix.plan import BuildSpec, make_plan
 from wheelmatrix.stages import cells as cells_mod
 from wheelmatrix.stages.cells import BuildOptions, build_cells
 
@@ -64,46 +63,40 @@ def main() -> int:
     for spec in {s.cuda for s in specs if s.cuda is not None}:
         provide(spec)  # one-time: provided (or verified from the cache) before anything is timed
     toolchain_s = time.monotonic() - t
+    release = plan.build_specs([c for c in plan.buildable if c.cuda is None]) + specs  # CPU cells first
     with tempfile.TemporaryDirectory(prefix="bench-python-axis-") as tmp:
-        work = Path(tmp) / "work"
-        t = time.monotonic()
-        oldest = cells_mod.oldest_interpreter(specs)
-        assert oldest is not None
-        cells_mod.shared_build_env(work, matrix.project, oldest, 1800)
-        env_s = time.monotonic() - t
-        results = []
-        for spec in specs:  # one at a time, in the plan's order (the first one is cold)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            r = build_cells([spec], BuildOptions(work=work, cache=None, jobs=1), provide)[0]
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            if r.status != "built":
-                print(f"{spec.cell_id}: {r.status}: {r.reason}\n{r.tail}")
-                return 1
-            results.append(
-                {
-                    "cell": spec.cell_id,
-                    "seconds": round(r.duration, 2),
-                    "build_seconds": round(r.build_seconds, 2),
-                    "cpu_seconds": round(cpu, 2),  # compilers and tools, summed: steadier under other load
-                }
-            )
-            print(f"{spec.cell_id}: {r.duration:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-        shutil.rmtree(work, ignore_errors=True)
-    cold = results[0]["seconds"]
-    further = [r["seconds"] for r in results[1:]]
+        env_s, alone = run_cells(specs, Path(tmp) / "alone", None, provide)
+        if alone is None:
+            return 1
+    with tempfile.TemporaryDirectory(prefix="bench-python-axis-") as tmp:
+        _, in_release = run_cells(release, Path(tmp) / "release", Path(tmp) / "ccache", provide)
+        if in_release is None:
+            return 1
+    cold = alone[0]
+    cuda_in_release = [r for r in in_release if r["cell"] in {s.cell_id for s in specs}]
+
+    def percent(rows: list[dict[str, float | str]], key: str) -> list[float]:
+        return [round(100 * float(r[key]) / float(cold[key]), 1) for r in rows]
+
     doc = {
         "project": matrix.project.name,
         "variant": variant,
         "cores": os.cpu_count(),
         "toolchain_seconds_untimed": round(toolchain_s, 1),
         "build_env_seconds_once": round(env_s, 1),
-        "cold_cell": results[0],
-        "further_pythons": results[1:],
-        "further_percent_of_cold": [round(100 * s / cold, 1) for s in further],
-        "further_cpu_percent_of_cold": [
-            round(100 * float(r["cpu_seconds"]) / float(results[0]["cpu_seconds"]), 1) for r in results[1:]
-        ],
+        "cold_cell": cold,
+        "variant_alone": {
+            "note": "the CUDA variant's cells alone, one after another, no compiler cache",
+            "further_pythons": alone[1:],
+            "further_percent_of_cold": percent(alone[1:], "seconds"),
+            "further_cpu_percent_of_cold": percent(alone[1:], "cpu_seconds"),
+        },
+        "in_release": {
+            "note": "the release's order (CPU cells first, then the CUDA variant), one compiler cache from empty",
+            "cells": in_release,
+            "cuda_further_percent_of_cold": percent(cuda_in_release[1:], "seconds"),
+            "cuda_further_cpu_percent_of_cold": percent(cuda_in_release[1:], "cpu_seconds"),
+        },
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "goal_percent": 25,
     }
@@ -111,6 +104,39 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
+
+
+def run_cells(
+    specs: list[BuildSpec], work: Path, ccache: Path | None, provide: cells_mod.Provider
+) -> tuple[float, list[dict[str, float | str]] | None]:
+    """Build ``specs`` one at a time in ``work`` (the first per-Python cell of each variant is cold):
+    the shared build environment's install time, and each cell's wall and CPU seconds."""
+    t = time.monotonic()
+    oldest = cells_mod.oldest_interpreter(specs)
+    assert oldest is not None
+    cells_mod.shared_build_env(work, specs[0].project, oldest, 1800)
+    env_s = time.monotonic() - t
+    results: list[dict[str, float | str]] = []
+    for spec in specs:  # one at a time, in the given order
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = build_cells([spec], BuildOptions(work=work, cache=None, jobs=1, compiler_cache=ccache), provide)[0]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if r.status != "built":
+            print(f"{spec.cell_id}: {r.status}: {r.reason}\n{r.tail}")
+            return env_s, None
+        hits = (r.compiler_cache or {}).get("reason", "no compiler cache")
+        results.append(
+            {
+                "cell": spec.cell_id,
+                "seconds": round(r.duration, 2),
+                "build_seconds": round(r.build_seconds, 2),
+                "cpu_seconds": round(cpu, 2),  # compilers and tools, summed: steadier under other load
+                "compiler_cache": str(hits),
+            }
+        )
+        print(f"{spec.cell_id}: {r.duration:.1f} s wall, {cpu:.1f} s CPU ({hits})", flush=True)
+    return env_s, results
 
 
 if __name__ == "__main__":

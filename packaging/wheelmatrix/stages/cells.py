@@ -659,7 +659,7 @@ def build_cell(
     stats_log = folder / compiler_cache.STATS_LOG
     stats_log.unlink(missing_ok=True)
     if launcher is not None and options.compiler_cache is not None:
-        ccache_dir = compiler_cache.cache_dir(options.compiler_cache, common["toolchain"] or host_identity(spec))
+        ccache_dir = compiler_cache.cache_dir(options.compiler_cache)
         env.update(compiler_cache.cell_env(folder, spec.project.source, ccache_dir))
     jobs, nvcc_threads = parallel, (threads if threads is not None else parallel) if spec.cuda is not None else 1
     common["schedule"] = {

