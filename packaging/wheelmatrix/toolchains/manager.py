@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -103,10 +104,21 @@ def pinned(spec: CudaSpec, lock_path: Path | None, *, offline: bool, reporter: R
             f"offline: {where} for CUDA {spec.version} ({spec.toolchain.describe()}), so the cache cannot be matched",
             fix="run `wheelmatrix toolchain lock` with network access, then install once online",
         )
-    reporter.warn(
-        f"{where} for CUDA {spec.version}: resolving the newest ones now (run `wheelmatrix toolchain lock` to pin them)"
-    )
-    return get_source(spec.toolchain.source, reporter).resolve(spec)
+    # the indexes are part of the key: a process that points them elsewhere (tests) resolves again
+    indexes = "|".join(os.environ.get(v, "") for v in ("WHEELMATRIX_PYPI_URL", "WHEELMATRIX_DEBIAN_MIRROR"))
+    key = (str(spec.version), spec.toolchain.source, repr(spec) + indexes)
+    with _resolved_lock:
+        if key not in _resolved:  # once per process: every cell of this CUDA version gets the same files
+            reporter.warn(
+                f"{where} for CUDA {spec.version}: resolving the newest ones now"
+                " (run `wheelmatrix toolchain lock` to pin them)"
+            )
+            _resolved[key] = get_source(spec.toolchain.source, reporter).resolve(spec)
+        return _resolved[key]
+
+
+_resolved: dict[tuple[str, str, str], LockEntry] = {}
+_resolved_lock = threading.Lock()
 
 
 def _verified_for(record: EntryRecord, spec: CudaSpec) -> bool:
