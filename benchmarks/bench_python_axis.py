@@ -6,13 +6,16 @@ costs of a host, reported by their own stages):
 
 * cold: the first per-Python cell of the CUDA variant in an empty build tree (CMake configure, the
   CUDA kernels, nanobind's library for that Python, the module, the cell checks);
+* each further Python of the same variant: it builds in the same tree (the persistent build tree
+  per variant), so the kernels are not compiled again; its added cost is the reconfigure, nanobind's
+  library for that Python (unless the compiler cache has it), the module link and the cell checks.
+
 Wall time and the CPU time of the cell's processes are both recorded: this host's 2 cores are
 shared, and CPU time is the steadier of the two.
 
-* each further Python of the same variant: it builds in the same tree (the persistent build tree
-  per variant), so the kernels are not compiled again; its added cost is the reconfigure, nanobind's
-  library for that Python, the module link and the cell checks.
-
+Two runs: the CUDA variant alone (no compiler cache; its first cell is the cold cell), then the
+release's order (the CPU variant's cells, then the CUDA variant's) with one compiler cache from
+empty, where the CUDA variant takes nanobind's library for each Python from the CPU variant's cell.
 The goal (issue 17): each further Python <= 25 % of the cold cell. No cell cache is used.
 
 Usage: python benchmarks/bench_python_axis.py [--matrix tests/projects/qext/matrix.toml] [--out FILE]
