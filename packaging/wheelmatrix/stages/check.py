@@ -233,6 +233,9 @@ CODES: dict[str, Code] = {
              "`wheelmatrix plan --wheels` lists it: users of that Python or platform would get no wheel"),
         Code("WM804", "error", "wheel in dist/ the plan does not expect",
              "it is not part of the release `wheelmatrix plan --wheels` describes and would be published by mistake"),
+        Code("WM805", "error", "plugin does not require its core at the exact version",
+             'split = "core-plugin": without Requires-Dist <core>==<version> pip installs the plugin without its '
+             "core, or with another release's, and the module fails to load its kernels library"),
     )
 }  # fmt: skip
 
@@ -1277,6 +1280,12 @@ def _check_library(
             ptx_isa=", ".join(f"{a}.{b}" for a, b in isas) or None,
         )
     )
+    in_core = [
+        n for n in info.needed if any(fnmatch.fnmatchcase(n, g) for g in _core_globs(matrix)) and n not in _bases(files)
+    ]
+    if in_core and not info.has_cuda_code:
+        st.notes.append(f"{name}: its kernels are in {', '.join(in_core)} of its core wheel (checked there)")
+        return
     if manifest:
         wrong = []
         for key, held in (("sass", list(info.sass)), ("ptx", list(info.ptx))):
@@ -1345,6 +1354,10 @@ def _check_library(
             f"{runtime_cuda} (CUDA {spec.version} writes ISA {expected})",
             f"build it with the CUDA {spec.version} toolchain the matrix declares (`wheelmatrix toolchain verify`)",
         )
+
+
+def _bases(files: Mapping[str, bytes]) -> set[str]:
+    return {n.rsplit("/", 1)[-1] for n in files}
 
 
 def platform_spec_of(ctx: _Context, target: _Target) -> PlatformSpec | None:
@@ -1432,7 +1445,49 @@ def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
         )
         if spec is not None:
             _check_nvidia(st, ctx, spec, [(i.filename, blob) for i, blob in contents])
+        if names is not None:
+            _check_core_requirement(st, ctx, names)
     return st
+
+
+def core_distributions(matrix: Matrix) -> dict[str, str]:
+    """split = "core-plugin": the canonical name of each plugin distribution -> its core's."""
+    if matrix.packaging.split != "core-plugin":
+        return {}
+    dists = [matrix.project.name] + [
+        matrix.packaging.distribution(matrix.project.name, c.version.major) for c in matrix.cuda
+    ]
+    return {canonicalize_name(d): matrix.packaging.core(d) for d in dists}
+
+
+def _check_core_requirement(st: _Static, ctx: _Context, names: tuple[str, Version, frozenset[Tag]]) -> None:
+    """A plugin's METADATA requires its core at exactly its own version (WM805)."""
+    core = core_distributions(ctx.matrix).get(canonicalize_name(names[0]))
+    if core is None:
+        return
+    exact = False
+    for text in st.requires:
+        with contextlib.suppress(InvalidRequirement):
+            req = Requirement(text)
+            pins = [sp for sp in req.specifier if sp.operator in ("==", "===")]
+            unconditional = req.marker is None or req.marker.evaluate({"extra": ""})
+            if canonicalize_name(req.name) == canonicalize_name(core) and unconditional and pins:
+                exact = exact or all(sp.version == str(names[1]) for sp in pins)
+    if not exact:
+        st.add(
+            "WM805",
+            f"the plugin {names[0]} {names[1]} does not require {core}=={names[1]} (it requires "
+            f"{_listing(st.requires) or 'nothing'})",
+            "let `wheelmatrix assemble` split the cell wheels (it writes the requirement); never edit a plugin's "
+            "METADATA",
+        )
+
+
+def _core_globs(matrix: Matrix) -> list[str]:
+    """split = "core-plugin": file-name globs of the libraries a plugin takes from its core."""
+    if matrix.packaging.split != "core-plugin":
+        return []
+    return [g.rsplit("/", 1)[-1] for g in matrix.packaging.core_files]
 
 
 _AUDITWHEEL_HASH = re.compile(r"-[0-9a-f]{8}(?=\.so)")
@@ -1716,7 +1771,9 @@ def _linux_abi(ctx: _Context, target: _Target, spec: PlatformSpec) -> list[Findi
     """auditwheel's rating of a Linux wheel against its tag and the declared policy."""
     path = target.path
     excluded = [str(x) for x in target.entry.get("excluded", [])] if target.entry else []
-    excluded = list(dict.fromkeys([*spec.never_vendor, *excluded, *_component_globs(ctx.matrix, spec)]))
+    # a plugin's kernels library comes from its core (split = "core-plugin"), which it requires exactly
+    core = _core_globs(ctx.matrix)
+    excluded = list(dict.fromkeys([*spec.never_vendor, *excluded, *_component_globs(ctx.matrix, spec), *core]))
     try:
         rating = rate(path)
     except CommandFailed as exc:
@@ -1819,10 +1876,11 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
     project = canonicalize_name(matrix.project.name)
     groups: list[_Group] = []
     grouped: set[str] = set()
+    cores = {canonicalize_name(c) for c in core_distributions(matrix).values()}  # installed with their plugins
     for st, path in statics:
         if st.name is None or canonicalize_name(st.name) != project:
             continue
-        members = {st.file: (st, path)}
+        members = {st.file: (st, path), **{o.file: (o, p) for o, p in _cores_of(st, statics, matrix)}}
         extras: list[str] = []
         for text in st.requires:
             try:
@@ -1843,9 +1901,23 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
         groups.append(_Group(st, path, tuple(members.values()), tuple(extras)))
         grouped.update(members)
     for st, path in statics:  # a split or standalone wheel whose base is not checked: install it alone
-        if st.file not in grouped and st.name is not None:  # with its extras (NVIDIA's wheels under one)
-            groups.append(_Group(st, path, ((st, path),), tuple(st.extras)))
+        if (
+            st.file not in grouped and st.name is not None and canonicalize_name(st.name) not in cores
+        ):  # with its extras
+            groups.append(_Group(st, path, ((st, path), *_cores_of(st, statics, matrix)), tuple(st.extras)))
     return groups
+
+
+def _cores_of(st: _Static, statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[tuple[_Static, Path]]:
+    """The core wheel (same platform) a plugin requires, when it is among the checked wheels."""
+    core = core_distributions(matrix).get(canonicalize_name(st.name or ""))
+    if core is None:
+        return []
+    return [
+        (o, p)
+        for o, p in statics
+        if o.name is not None and canonicalize_name(o.name) == canonicalize_name(core) and o.tag == st.tag
+    ]
 
 
 def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
