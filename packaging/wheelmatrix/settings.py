@@ -198,7 +198,7 @@ class PackagingTable:
         metadata=doc(
             "fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits; "
             "standalone: every variant is a whole distribution of its own, the CPU one named [project] name and "
-            "each CUDA major's named by cuda-name (as CuPy ships; required by python-api per-version and abi3); "
+            "each CUDA major's named by cuda-name (as CuPy ships; python-api per-version and abi3 need it or core-plugin); "
             "core-plugin: as standalone, each distribution split into a per-Python plugin (the extension module) "
             "and a py3-none core (core-name) holding the core-files, as JAX ships its CUDA plugin and PJRT."
         ),

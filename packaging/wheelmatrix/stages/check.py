@@ -70,7 +70,7 @@ from packaging import metadata as pkg_metadata
 from wheelmatrix import __version__, _proc, binaries, data
 from wheelmatrix.errors import CommandFailed, PackageError, WheelmatrixError
 from wheelmatrix.host import Interpreter, find_python
-from wheelmatrix.model import Matrix, PlatformSpec
+from wheelmatrix.model import CudaSpec, Matrix, PlatformSpec
 from wheelmatrix.platforms.macos import check_macos_wheel
 from wheelmatrix.stages.cells import toolkit_digest
 from wheelmatrix.stages.record import RECORD_FILE
@@ -1154,6 +1154,7 @@ def _check_binaries(
     excluded = [str(x) for x in target.entry.get("excluded", [])] if target.entry else []
     lib_re = _library_regex(matrix, spec) if spec is not None else None
     files = {n: blob for n, blob, _ in entries}
+    cores = {canonicalize_name(c) for c in core_distributions(matrix).values()}
     for n, blob, compressed in entries:
         base = n.rsplit("/", 1)[-1]
         head = blob[:4]
@@ -1194,6 +1195,8 @@ def _check_binaries(
                     )
         if lib_re is not None and spec is not None and (m := lib_re.fullmatch(base)):
             _check_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info, m=m, files=files)
+        elif spec is not None and st.name and canonicalize_name(st.name) in cores and _is_core_file(matrix, n):
+            _check_core_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info)
     record_broken = any(f.code.startswith("WM01") for f in st.findings)  # said already; the reader refuses it
     if spec is not None and spec.os == "macos" and not record_broken:
         try:
@@ -1323,6 +1326,20 @@ def _check_library(
             "add the version to [matrix] cuda (with its archs) or leave its library out of the release",
         )
         return
+    _check_archs(st, matrix, name, info, spec)
+    expected = PTX_ISA.get(str(spec.version))
+    found = [f"{a}.{b}" for a, b in isas]
+    if expected and found and any(isa != expected for isa in found):
+        st.add(
+            "WM507",
+            f"{name} is declared CUDA {spec.version}, but its PTX is ISA {', '.join(found)}, written by CUDA "
+            f"{runtime_cuda} (CUDA {spec.version} writes ISA {expected})",
+            f"build it with the CUDA {spec.version} toolchain the matrix declares (`wheelmatrix toolchain verify`)",
+        )
+
+
+def _check_archs(st: _Static, matrix: Matrix, name: str, info: binaries.BinaryInfo, spec: CudaSpec) -> None:
+    """The SASS and PTX archs a CUDA library holds against its CUDA version's (WM501-WM504)."""
     for code_missing, code_extra, kind, got, want in (
         ("WM501", "WM502", "SASS", info.sass, spec.sass),
         ("WM503", "WM504", "PTX", info.ptx, spec.ptx),
@@ -1345,15 +1362,36 @@ def _check_library(
                 f'declare them in [cuda."{spec.version}"] {kind.lower()}, or stop the project\'s CMake from adding '
                 f"archs of its own ({matrix.build.archs_variable} is the toolkit's)",
             )
-    expected = PTX_ISA.get(str(spec.version))
-    found = [f"{a}.{b}" for a, b in isas]
-    if expected and found and any(isa != expected for isa in found):
-        st.add(
-            "WM507",
-            f"{name} is declared CUDA {spec.version}, but its PTX is ISA {', '.join(found)}, written by CUDA "
-            f"{runtime_cuda} (CUDA {spec.version} writes ISA {expected})",
-            f"build it with the CUDA {spec.version} toolchain the matrix declares (`wheelmatrix toolchain verify`)",
+
+
+def _check_core_library(
+    st: _Static, ctx: _Context, *, name: str, blob: bytes, compressed: int, info: binaries.BinaryInfo
+) -> None:
+    """A core's kernels library (split = "core-plugin"): reported, and its CUDA code checked against
+    the CUDA version of its distribution (the plugin's module holds none to check)."""
+    matrix = ctx.matrix
+    cuda: CudaSpec | None = None
+    for c in matrix.cuda:
+        dist = matrix.packaging.distribution(matrix.project.name, c.version.major)
+        if canonicalize_name(matrix.packaging.core(dist)) == canonicalize_name(st.name or ""):
+            cuda = c
+    base = name.rsplit("/", 1)[-1]
+    st.libraries.append(
+        LibraryReport(
+            file=base, path=name, backend="cpu" if cuda is None else "cuda",
+            cuda=None if cuda is None else str(cuda.version), sass=info.sass, ptx=info.ptx, size=len(blob),
+            compressed=compressed, runtime=None, runtime_cuda=None, ptx_isa=None,
         )
+    )  # fmt: skip
+    if cuda is None and info.has_cuda_code:
+        st.add(
+            "WM505",
+            f"{name} is in the CPU distribution's core but holds CUDA code (SASS {list(info.sass)}, PTX "
+            f"{list(info.ptx)})",
+            "select the CPU backend for the cpu cell ([build] backend in matrix.toml) and rebuild",
+        )
+    elif cuda is not None and info.has_cuda_code:
+        _check_archs(st, matrix, name, info, cuda)
 
 
 def _bases(files: Mapping[str, bytes]) -> set[str]:
@@ -1481,6 +1519,13 @@ def _check_core_requirement(st: _Static, ctx: _Context, names: tuple[str, Versio
             "let `wheelmatrix assemble` split the cell wheels (it writes the requirement); never edit a plugin's "
             "METADATA",
         )
+
+
+def _is_core_file(matrix: Matrix, name: str) -> bool:
+    top, _, rest = name.partition("/")
+    return top == matrix.project.import_package and any(
+        fnmatch.fnmatchcase(rest, g) for g in matrix.packaging.core_files
+    )
 
 
 def _core_globs(matrix: Matrix) -> list[str]:
