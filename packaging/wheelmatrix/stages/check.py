@@ -2084,7 +2084,11 @@ def _install_one(
         own = {canonicalize_name(s.name or "") for s, _ in group.members} | {canonicalize_name(matrix.project.name)}
         reqs: list[str] = []
         for st, _ in group.members:
-            wanted = set(group.extras) if st is group.base else set()
+            # a plugin's core (split = "core-plugin") declares NVIDIA's wheels under the extras the plugin passes on
+            core = canonicalize_name(st.name or "") in {
+                canonicalize_name(c) for c in core_distributions(matrix).values()
+            }
+            wanted = set(group.extras) if st is group.base or core else set()
             for text in st.requires:
                 try:
                     r = Requirement(text)
