@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -206,3 +207,54 @@ def test_check_names_a_plugin_without_its_exact_core_requirement(tmp_path: Path)
             meta, split.plugin.text(meta).replace("Requires-Dist: qext-cuda13x-core==0.1.0\n", replacement).encode()
         )
         assert codes(bad, folder) == ["WM805"], folder
+
+
+def _cell(folder: Path, variant: str, tag: str, kernels: bytes) -> Path:
+    """A cell wheel as the cell stage leaves it: the module, its manifest, the kernels library beside it."""
+    module = f"_qext_{variant}." + ("abi3.so" if tag.endswith("abi3") else "cpython-311-x86_64-linux-gnu.so")
+    contents = WheelContents(f"qext-0.1.0-{tag}-linux_x86_64.whl", {}, {})
+    contents.put("qext/__init__.py", b"")
+    contents.put(f"qext/{module}", b"\x7fELF module " + tag.encode())
+    components = ["cublas"] if variant != "cpu" else []
+    manifest = {"cuda": "13.0" if variant != "cpu" else None, "flags": {"components": components}}
+    contents.put(f"qext/{module.rsplit('.', 1)[0]}.json", json.dumps(manifest).encode())
+    contents.put(f"qext/libqext_kernels_{variant}.so", kernels)
+    contents.put("qext-0.1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: qext\nVersion: 0.1.0\n\nreadme\n")
+    contents.put("qext-0.1.0.dist-info/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {tag}-x\n".encode())
+    return write_wheel(contents, folder / variant / tag)
+
+
+def test_assemble_all_writes_one_core_per_distribution_and_a_plugin_per_cell(tmp_path: Path) -> None:
+    """The whole assemble stage without a repair tool (repair = "none" copies the wheels): what reaches
+    dist/, and a core over max-file-size refused by name."""
+    from wheelmatrix.stages.assemble import CellWheel, WheelTooLarge, assemble_all
+
+    m = config.load_matrix(_matrix(tmp_path))
+    m = replace(m, platforms=tuple(replace(p, repair="none", policy="linux_x86_64") for p in m.platforms))
+    cells = [
+        CellWheel(f"linux-x86_64-{v}-{t}", "linux-x86_64", v, _cell(tmp_path / "cells", v, t, b"\x7fELF " + v.encode()))
+        for v in ("cpu", "cuda130")
+        for t in ("cp311-cp311", "cp312-abi3")
+    ]
+    finals = assemble_all(m, cells, tmp_path / "dist", repair=False)
+    by_name = {f.path.name: f for f in finals}
+    assert sorted(by_name) == sorted(p.name for p in (tmp_path / "dist").glob("*.whl"))
+    core = by_name["qext_cuda13x_core-0.1.0-py3-none-linux_x86_64.whl"]
+    assert core.layout == "core-plugin" and core.libraries == ("libqext_kernels_cuda130.so",)
+    assert core.cells == ("linux-x86_64-cuda130-cp311-cp311", "linux-x86_64-cuda130-cp312-abi3")
+    assert sorted(by_name) == sorted([
+        "qext-0.1.0-cp311-cp311-linux_x86_64.whl", "qext-0.1.0-cp312-abi3-linux_x86_64.whl",
+        "qext_core-0.1.0-py3-none-linux_x86_64.whl", "qext_cuda13x-0.1.0-cp311-cp311-linux_x86_64.whl",
+        "qext_cuda13x-0.1.0-cp312-abi3-linux_x86_64.whl", "qext_cuda13x_core-0.1.0-py3-none-linux_x86_64.whl",
+    ])  # fmt: skip
+    plugin = read_wheel(by_name["qext_cuda13x-0.1.0-cp312-abi3-linux_x86_64.whl"].path)
+    assert "Requires-Dist: qext-cuda13x-core==0.1.0\n" in plugin.text(f"{plugin.dist_info}/METADATA")
+    # the plugins fit, the core does not: it is refused by name (the whole cell wheel is never sized)
+    small = replace(m, packaging=replace(m.packaging, max_file_size=4000))
+    big = random.Random(17).randbytes(8000)
+    cells = [replace(c, path=_cell(tmp_path / "big", c.variant, c.cell_id.split("-", 3)[3], big)) if c.variant == "cpu"
+             else c for c in cells]  # fmt: skip
+    with pytest.raises(WheelTooLarge) as err:
+        assemble_all(small, cells, tmp_path / "dist2", repair=False)
+    assert err.value.message.startswith("qext_core-0.1.0-py3-none-linux_x86_64.whl would be")
+    assert "qext/libqext_kernels_cpu.so" in err.value.message

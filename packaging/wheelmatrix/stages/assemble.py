@@ -276,7 +276,7 @@ def assemble_standalone(matrix: Matrix, platform: str, cells: Sequence[CellWheel
         if requires:  # core-plugin: its core declares them (split_core_plugin), the plugin requires the core
             out.put(metadata, _set_headers(out.text(metadata), requires).encode())
         size = len(wheel_bytes(out))
-        if size > limit:
+        if size > limit and matrix.packaging.split != "core-plugin":  # core-plugin: its core and plugin are sized
             raise WheelTooLarge(out.filename, size, limit, [(lib.filename, lib.compressed)], split=True)
         wheels.append(AssembledWheel(platform, dist, out, (lib,), size, (cell.cell_id,)))
     if matrix.packaging.split == "core-plugin":
@@ -652,7 +652,7 @@ def assemble_all(
                 else:
                     done = repair_mod.repair(raw, _no_repair(spec), staging / "repaired", timeout=timeout)
                 size = done.path.stat().st_size
-                if size > limit:
+                if size > limit and assembly.layout != "core-plugin":  # core-plugin: its core and plugin are sized
                     raise WheelTooLarge(
                         done.path.name + " (after repair)",
                         size,
@@ -725,8 +725,8 @@ def _core_plugin_finals(
         path = write_wheel(contents, folder)
         size = path.stat().st_size
         if size > limit:
-            raise WheelTooLarge(path.name, size, limit, [(n, len(contents.files[n])) for n in kw["libraries"]],
-                                split=True)  # fmt: skip
+            parts = [(n, len(b)) for n, b in contents.files.items() if n.rsplit("/", 1)[-1] in kw["libraries"]]
+            raise WheelTooLarge(path.name, size, limit, parts, split=True)
         return FinalWheel(
             platform=platform,
             distribution=dist,
