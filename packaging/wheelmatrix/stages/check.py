@@ -1945,10 +1945,10 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
                         members[other.file] = (other, other_path)
         groups.append(_Group(st, path, tuple(members.values()), tuple(extras)))
         grouped.update(members)
-    for st, path in statics:  # a split or standalone wheel whose base is not checked: install it alone
-        if (
-            st.file not in grouped and st.name is not None and canonicalize_name(st.name) not in cores
-        ):  # with its extras
+    # a split or standalone wheel whose base is not checked: install it alone with its extras (NVIDIA's
+    # wheels under one) and its core; a core is installed with its plugins, never alone
+    for st, path in statics:
+        if st.file not in grouped and st.name is not None and canonicalize_name(st.name) not in cores:
             groups.append(_Group(st, path, ((st, path), *_cores_of(st, statics, matrix)), tuple(st.extras)))
     return groups
 
