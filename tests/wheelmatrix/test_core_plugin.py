@@ -258,3 +258,18 @@ def test_assemble_all_writes_one_core_per_distribution_and_a_plugin_per_cell(tmp
         assemble_all(small, cells, tmp_path / "dist2", repair=False)
     assert err.value.message.startswith("qext_core-0.1.0-py3-none-linux_x86_64.whl would be")
     assert "qext/libqext_kernels_cpu.so" in err.value.message
+
+
+def test_the_cell_check_reads_the_archs_of_the_library_a_module_links() -> None:
+    """finish: a module holding no CUDA code is read with the archs of the in-wheel library it links
+    (the core's kernels library); a module with CUDA code of its own keeps its own."""
+    from wheelmatrix.binaries import BinaryInfo
+    from wheelmatrix.stages.finish import with_linked_code
+
+    module = BinaryInfo("elf", "x86_64", needed=("libqext_kernels_cuda130.so", "libc.so.6"))
+    kernels = BinaryInfo("elf", "x86_64", needed=("libcublas.so.13",), sass=(75, 90), ptx=(90,))
+    read = with_linked_code(module, {"qext/libqext_kernels_cuda130.so": kernels})
+    assert (read.sass, read.ptx, read.needed) == ((75, 90), (90,), module.needed)
+    own = BinaryInfo("elf", "x86_64", sass=(80,))
+    assert with_linked_code(own, {"qext/libqext_kernels_cuda130.so": kernels}) is own
+    assert not with_linked_code(module, {}).has_cuda_code  # nothing linked: still a CPU library (the cell fails)
