@@ -332,7 +332,7 @@ class _Resolver:
         if unknown:
             self.fail(["project", "library"], f"{{{unknown[0]}}} is not a placeholder",
                       'use {variant}, {cuda_tag} or {cuda_major}, e.g. "mykernels_{variant}"')  # fmt: skip
-        if "variant" not in placeholders and self.raw.packaging.split != "standalone":
+        if "variant" not in placeholders and self.raw.packaging.split not in ("standalone", "core-plugin"):
             self.fail(["project", "library"], f"{_quote(p.library)} lacks {{variant}}: every variant's library "
                       "would have the same name and they could not share a wheel",
                       f'e.g. "{p.library}_{{variant}}" (libraries named {p.library}_cpu, {p.library}_cuda124, ...)')  # fmt: skip
@@ -382,17 +382,22 @@ class _Resolver:
             if _PY_VERSION.match(version) and int(version.split(".")[1]) < 13:
                 self.fail([*where, "free-threaded", i], f"CPython {version} has no free-threaded build",
                           'free-threaded CPython starts at "3.13"')  # fmt: skip
-        if p.python_api != "none" and packaging.split != "standalone":
+        if p.python_api != "none" and not packaging.per_distribution:
             self.fail(["packaging", "split"], f'{_quote(packaging.split)} merges the variants\' libraries into one '
                       f'distribution, which extension modules (python-api = "{p.python_api}") cannot share',
                       'set split = "standalone" in [packaging]: a CPU distribution and one per CUDA major')  # fmt: skip
-        if packaging.split == "standalone":
+        if p.python_api == "none" and packaging.split == "core-plugin":
+            self.fail(["packaging", "split"], '"core-plugin" splits each distribution into a py3-none core and a '
+                      'per-Python plugin, but python-api = "none" builds no per-Python part (py3-none wheels only)',
+                      'set [project] python-api = "per-version" or "abi3" for an extension module, or use split = '
+                      '"standalone" (or "per-cuda-major") for a py3-none project')  # fmt: skip
+        if packaging.per_distribution:
             majors = [c.version.major for c in cuda]
             twice = sorted({m for m in majors if majors.count(m) > 1})
             if twice:
                 listed = ", ".join(str(c.version) for c in cuda if c.version.major == twice[0])
                 self.fail(["matrix", "cuda"], f'CUDA {listed} would both be the distribution '
-                          f'{_quote(packaging.distribution(p.name, twice[0]))} (split = "standalone")',
+                          f'{_quote(packaging.distribution(p.name, twice[0]))} (split = "{packaging.split}")',
                           f"keep one minor of CUDA {twice[0]} (the newest serves every driver of the major "
                           "through minor-version compatibility)")  # fmt: skip
         return PythonAxis(api=p.python_api, abi3_floor=p.abi3_floor, free_threaded=p.free_threaded)
@@ -659,9 +664,10 @@ class _Resolver:
         if p.cuda_extra and not _NAME.match(p.cuda_extra):
             self.fail(["packaging", "cuda-extra"], f"{_quote(p.cuda_extra)} is not a valid extra name",
                       'use letters, digits, ".", "_" and "-", e.g. "ctk"')  # fmt: skip
-        if p.cuda_extra and p.split != "standalone":
-            self.fail(["packaging", "cuda-extra"], 'only applies to split = "standalone"',
+        if p.cuda_extra and p.split not in ("standalone", "core-plugin"):
+            self.fail(["packaging", "cuda-extra"], 'only applies to split = "standalone" or "core-plugin"',
                       'remove cuda-extra (the split layout has extra-name), or set split = "standalone"')  # fmt: skip
+        self._core(p)
         if p.max_file_size > p.project_quota:
             self.fail(["packaging", "max-file-size"], "is larger than packaging.project-quota",
                       "lower max-file-size or raise project-quota")  # fmt: skip
@@ -674,7 +680,32 @@ class _Resolver:
             p.cuda_libraries,
             cuda_name=p.cuda_name,
             cuda_extra=p.cuda_extra,
+            core_name=p.core_name,
+            core_files=p.core_files,
         )
+
+    def _core(self, p: settings.PackagingTable) -> None:
+        """core-name and core-files of split = "core-plugin"."""
+        fields = set(re.findall(r"{([^{}]*)}", p.core_name))
+        unknown = sorted(fields - {"dist"})
+        if unknown:
+            self.fail(["packaging", "core-name"], f"{{{unknown[0]}}} is not a placeholder",
+                      'use {dist} (the distribution the core belongs to), e.g. "{dist}-core"')  # fmt: skip
+        if "dist" not in fields or p.core_name == "{dist}":
+            self.fail(["packaging", "core-name"], f"{_quote(p.core_name)} does not name the core after its "
+                      "distribution ({dist}) apart from it: cores and plugins would collide",
+                      'e.g. "{dist}-core" (qext-cuda13x-core beside the plugin qext-cuda13x)')  # fmt: skip
+        example = p.core_name.format(dist="mykernels-cuda13x")
+        if not _NAME.match(example):
+            self.fail(["packaging", "core-name"], f"{_quote(p.core_name)} does not make a distribution name "
+                      f"({_quote(example)})", 'use letters, digits, ".", "_", "-" and {dist}, e.g. "{dist}-core"')  # fmt: skip
+        if p.split == "core-plugin" and not p.core_files:
+            self.fail(["packaging", "core-files"], 'is empty: split = "core-plugin" would make cores with no file',
+                      'list the globs of the core\'s libraries, e.g. core-files = ["lib*_kernels*.so*"]')  # fmt: skip
+        for i, glob in enumerate(p.core_files):
+            if not glob or glob.startswith(("/", "\\")) or ".." in glob.split("/"):
+                self.fail(["packaging", "core-files", i], f"{_quote(glob)} is not a glob inside the import package",
+                          'write it relative to the import package folder, e.g. "lib*_kernels*.so*"')  # fmt: skip
 
     def publish(self) -> tuple[PublishStage, ...]:
         names: set[str] = set()

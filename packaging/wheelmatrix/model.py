@@ -15,7 +15,7 @@ PlatformName = Literal["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos
 PLATFORMS: tuple[PlatformName, ...] = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64")
 SourceKind = Literal["pypi", "debian", "system"]
 RepairTool = Literal["auditwheel", "delvewheel", "delocate", "none"]
-SplitStrategy = Literal["fat", "per-cuda-major", "auto", "standalone"]
+SplitStrategy = Literal["fat", "per-cuda-major", "auto", "standalone", "core-plugin"]
 PythonApi = Literal["none", "abi3", "per-version"]
 RuleAction = Literal["include", "exclude"]
 
@@ -190,6 +190,21 @@ class Packaging:
     cuda_libraries: Literal["depend", "vendor"] = "depend"  # CUDA components: runtime wheels or vendored
     cuda_name: str = "{name}-cuda{major}x"  # a standalone CUDA distribution's name (split = "standalone")
     cuda_extra: str = ""  # standalone: the extra NVIDIA's runtime wheels are declared under ("": plain requirements)
+    core_name: str = "{dist}-core"  # core-plugin: the py3-none core distribution of the distribution {dist}
+    core_files: tuple[str, ...] = (
+        "lib*.so*",
+        "*.dll",
+        "*.dylib",
+    )  # core-plugin: the core's files (import package globs)
+
+    @property
+    def per_distribution(self) -> bool:
+        """Every variant is a distribution of its own (``standalone``, ``core-plugin``)."""
+        return self.split in ("standalone", "core-plugin")
+
+    def core(self, dist: str) -> str:
+        """The core distribution of ``dist`` (split = "core-plugin")."""
+        return self.core_name.format(dist=dist)
 
     def distribution(self, project: str, major: int | None) -> str:
         """The distribution of a standalone variant: ``project`` for CPU, ``cuda_name`` for a CUDA major."""

@@ -391,7 +391,10 @@ def expected_wheels(plan: Plan) -> tuple[ExpectedWheel, ...] | None:
     groups: dict[tuple[str, str, str], list[Cell]] = {}
     for c in plan.cells:
         major = None if c.cuda is None else c.cuda.major
-        if strategy == "standalone":
+        if strategy == "core-plugin":  # the plugin per Python tag, its py3-none core once per platform
+            dist = m.packaging.distribution(m.project.name, major)
+            groups.setdefault((m.packaging.core(dist), c.platform, "py3-none"), []).append(c)
+        if m.packaging.per_distribution:
             dist = m.packaging.distribution(m.project.name, major)
         elif strategy == "per-cuda-major" and major is not None:
             dist = m.packaging.split_name.format(name=m.project.name, major=major)

@@ -193,12 +193,14 @@ class RuleTable:
 class PackagingTable:
     max_file_size: Size = field(default=Size(100 * 2**20), metadata=doc("Largest wheel file allowed (PyPI: 100 MiB)."))
     project_quota: Size = field(default=Size(10 * 2**30), metadata=doc("Project size quota (PyPI: 10 GiB)."))
-    split: Literal["fat", "per-cuda-major", "auto", "standalone"] = field(
+    split: Literal["fat", "per-cuda-major", "auto", "standalone", "core-plugin"] = field(
         default="auto",
         metadata=doc(
             "fat: one wheel per platform; per-cuda-major: one distribution per CUDA major; auto: fat while it fits; "
             "standalone: every variant is a whole distribution of its own, the CPU one named [project] name and "
-            "each CUDA major's named by cuda-name (as CuPy ships; required by python-api per-version and abi3)."
+            "each CUDA major's named by cuda-name (as CuPy ships; python-api per-version and abi3 need it or core-plugin); "
+            "core-plugin: as standalone, each distribution split into a per-Python plugin (the extension module) "
+            "and a py3-none core (core-name) holding the core-files, as JAX ships its CUDA plugin and PJRT."
         ),
     )
     split_name: str = field(
@@ -221,6 +223,21 @@ class PackagingTable:
         metadata=doc(
             'split = "standalone": declare NVIDIA\'s runtime wheels under this extra (e.g. "ctk", as CuPy\'s '
             "cupy-cuda13x[ctk]) instead of as plain requirements; empty: plain requirements."
+        ),
+    )
+    core_name: str = field(
+        default="{dist}-core",
+        metadata=doc(
+            'split = "core-plugin": name of the py3-none core of each distribution; {dist} is the distribution '
+            "([project] name or cuda-name), e.g. qext-cuda13x-core. The plugin requires it at the exact version."
+        ),
+    )
+    core_files: tuple[str, ...] = field(
+        default=("lib*.so*", "*.dll", "*.dylib"),
+        metadata=doc(
+            'split = "core-plugin": globs (relative to the import package) of the files the core holds, e.g. '
+            '["lib*_kernels*.so*"]; the repair\'s vendored libraries (<package>.libs/) go with them. Must not '
+            "match the extension module."
         ),
     )
 

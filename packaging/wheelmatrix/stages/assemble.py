@@ -272,26 +272,170 @@ def assemble_standalone(matrix: Matrix, platform: str, cells: Sequence[CellWheel
         out = _renamed(contents, dist, version) if dist != project.name else contents
         out.put(f"{out.dist_info}/WHEEL", _wheel_file(out.wheel_name.tag))
         metadata = f"{out.dist_info}/METADATA"
-        extra = matrix.packaging.cuda_extra
-        requires = [
-            ("Requires-Dist", req + (f'; extra == "{extra}"' if extra else ""))
-            for req in runtime_requirements(matrix, [lib])
-        ]
-        if requires and extra:
-            requires.insert(0, ("Provides-Extra", extra))
-        if requires:
+        requires = [] if matrix.packaging.split == "core-plugin" else _runtime_headers(matrix, [lib])
+        if requires:  # core-plugin: its core declares them (split_core_plugin), the plugin requires the core
             out.put(metadata, _set_headers(out.text(metadata), requires).encode())
         size = len(wheel_bytes(out))
-        if size > limit:
+        if size > limit and matrix.packaging.split != "core-plugin":  # core-plugin: its core and plugin are sized
             raise WheelTooLarge(out.filename, size, limit, [(lib.filename, lib.compressed)], split=True)
         wheels.append(AssembledWheel(platform, dist, out, (lib,), size, (cell.cell_id,)))
+    if matrix.packaging.split == "core-plugin":
+        reason = (
+            'core-plugin ([packaging] split = "core-plugin"): one distribution per variant, each a py3-none core '
+            "and a plugin per Python tag"
+        )
+        return Assembly(platform, "core-plugin", reason, tuple(wheels))
     reason = 'standalone ([packaging] split = "standalone"): one distribution per variant and Python tag'
     return Assembly(platform, "standalone", reason, tuple(wheels))
 
 
+def _runtime_headers(matrix: Matrix, libraries: Sequence[Library]) -> list[tuple[str, str]]:
+    """METADATA headers declaring NVIDIA's runtime wheels of ``libraries`` (under ``cuda-extra`` when set)."""
+    extra = matrix.packaging.cuda_extra
+    requires = [
+        ("Requires-Dist", req + (f'; extra == "{extra}"' if extra else ""))
+        for req in runtime_requirements(matrix, libraries)
+    ]
+    if requires and extra:
+        requires.insert(0, ("Provides-Extra", extra))
+    return requires
+
+
+class CoreFilesDiffer(PackageError):
+    """A core file is not byte-identical across the per-Python cells of its distribution."""
+
+
+@dataclass(frozen=True)
+class CorePlugin:
+    """A repaired cell wheel of a core-plugin release, split: its plugin and the core it shares."""
+
+    plugin: WheelContents
+    core: WheelContents
+    core_files: tuple[str, ...]  # the files of the core outside its .dist-info
+
+
+def _core_member(matrix: Matrix, name: str) -> bool:
+    """Whether a wheel entry belongs to the core: a core-files glob under the import package, or
+    anything the repair vendored (``<dist>.libs/``)."""
+    top, _, rest = name.partition("/")
+    if top.endswith(".libs") and rest:
+        return True
+    if top != matrix.project.import_package or not rest:
+        return False
+    return any(fnmatchcase(rest, g) for g in matrix.packaging.core_files)
+
+
+def split_core_plugin(matrix: Matrix, contents: WheelContents, cell: str, module: str) -> CorePlugin:
+    """Split one repaired cell wheel (a whole distribution) into its py3-none core and its plugin.
+
+    The core holds the files ``[packaging] core-files`` matches (and what the repair vendored) and
+    declares NVIDIA's runtime wheels; the plugin keeps the rest (the extension module, the Python
+    package, the metadata) and requires the core at the exact version. Both install into the same
+    import package, so the module's ``$ORIGIN`` run path finds the core's library unchanged.
+    """
+    name = contents.wheel_name
+    info = contents.dist_info
+    taken = sorted(n for n in contents.files if not n.startswith(info + "/") and _core_member(matrix, n))
+    where = matrix.project.import_package + "/"
+    if not taken:
+        there = sorted(n for n in contents.files if not n.startswith(info + "/"))
+        raise PackageError(
+            f"{contents.filename} (cell {cell}): [packaging] core-files {list(matrix.packaging.core_files)} match no "
+            f"file under {where}; the wheel holds {', '.join(there)}",
+            fix="build the kernels as a shared library installed in the import package beside the module, or "
+            "correct core-files (globs relative to the import package) in matrix.toml",
+        )
+    if matrix.project.library_folder + module in taken:
+        raise PackageError(
+            f"{contents.filename} (cell {cell}): [packaging] core-files {list(matrix.packaging.core_files)} match the "
+            f"extension module {module}, which is built per Python and belongs to the plugin",
+            fix="narrow core-files to the kernel libraries (e.g. lib*_kernels*.so*)",
+        )
+    meta_text = contents.text(f"{info}/METADATA")
+    parsed = HeaderParser().parsestr(meta_text)
+    plugin_name = str(parsed.get("Name") or name.name)
+    core_dist = matrix.packaging.core(plugin_name)
+    libraries = _libraries_of(matrix, contents, module)
+    runtime = _runtime_headers(matrix, libraries)
+    extra = matrix.packaging.cuda_extra
+    plugin = WheelContents(contents.filename, {}, {})
+    for n, blob in contents.files.items():
+        if n not in taken:
+            plugin.put(n, blob, contents.modes.get(n))
+    requires = [("Requires-Dist", f"{core_dist}=={name.version}")]
+    if runtime and extra:
+        requires += [
+            ("Provides-Extra", extra),
+            ("Requires-Dist", f'{core_dist}[{extra}]=={name.version}; extra == "{extra}"'),
+        ]
+    plugin.put(f"{info}/METADATA", _set_headers(meta_text, requires).encode())
+    core_info = f"{escape_name(core_dist)}-{name.version}.dist-info"
+    headers = [
+        ("Metadata-Version", "2.1"),
+        ("Name", core_dist),
+        ("Version", name.version),
+        ("Summary", f"The shared libraries of {plugin_name} (its plugin {plugin_name} holds the extension module)"),
+    ]
+    if parsed.get("Requires-Python"):
+        headers.append(("Requires-Python", str(parsed.get("Requires-Python"))))
+    headers += runtime
+    content_type = parsed.get("Description-Content-Type")
+    if content_type:  # the plugin's description: PyPI's page of the core and twine check --strict
+        headers.append(("Description-Content-Type", str(content_type)))
+    body = meta_text.partition("\n\n")[2]
+    platforms = name.platform.split(".")
+    core = WheelContents(f"{escape_name(core_dist)}-{name.version}-py3-none-{name.platform}.whl", {}, {})
+    for n in taken:
+        core.put(n, contents.files[n], contents.modes.get(n))
+    core.put(f"{core_info}/METADATA", ("".join(f"{k}: {v}\n" for k, v in headers) + "\n" + body).encode())
+    tags = "".join(f"Tag: py3-none-{p}\n" for p in platforms)
+    core.put(
+        f"{core_info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: {GENERATOR}\nRoot-Is-Purelib: false\n{tags}".encode()
+    )
+    core.put(f"{core_info}/RECORD", b"")
+    return CorePlugin(plugin, core, tuple(taken))
+
+
+def _libraries_of(matrix: Matrix, contents: WheelContents, module: str) -> list[Library]:
+    """The module's manifest as a Library (its components say which NVIDIA wheels the core needs)."""
+    stem = module.rsplit(".", 1)[0]
+    folder = matrix.project.library_folder
+    raw = contents.files.get(folder + stem + ".json")
+    if raw is None:
+        return []
+    manifest = json.loads(raw)
+    cuda = manifest.get("cuda") if isinstance(manifest, dict) else None
+    variant = "cpu" if not isinstance(cuda, str) else "cuda" + cuda.replace(".", "")
+    return [Library(variant, stem, ((module, b""),), manifest)]
+
+
+def merge_cores(platform: str, splits: Sequence[tuple[str, CorePlugin]]) -> WheelContents:
+    """The one core of a distribution on a platform from its per-Python cells: every cell must have
+    made the same core files, byte for byte (they come from the variant's one build tree)."""
+    first_cell, first = splits[0]
+    for cell, other in splits[1:]:
+        names = set(first.core_files) | set(other.core_files)
+        for n in sorted(names):
+            a, b = first.core.files.get(n), other.core.files.get(n)
+            if a != b:
+                digest = {
+                    c: hashlib.sha256(x).hexdigest() if x is not None else "absent"
+                    for c, x in ((first_cell, a), (cell, b))
+                }
+                raise CoreFilesDiffer(
+                    f"the core file {n} of {first.core.filename} ({platform}) differs between the cells "
+                    + " and ".join(f"{c} (sha256 {d})" for c, d in digest.items())
+                    + ": the core is one py3-none wheel for every Python and cannot hold two",
+                    fix="build the kernels library without Python in it (no Python headers, symbols or paths; "
+                    "the same flags in every per-Python build of the variant's tree) and rebuild the cells, or "
+                    "narrow [packaging] core-files to the files that do not depend on the Python",
+                )
+    return first.core
+
+
 def assemble_platform(matrix: Matrix, platform: str, cells: Sequence[CellWheel]) -> Assembly:
     """Decide fat or split for one platform from measured sizes and build the wheels in memory."""
-    if matrix.packaging.split == "standalone":
+    if matrix.packaging.per_distribution:
         return assemble_standalone(matrix, platform, cells)
     project = matrix.project
     limit = matrix.packaging.max_file_size
@@ -499,6 +643,7 @@ def assemble_all(
         for platform, group in group_cells(cells).items():
             spec = matrix.platform(platform)
             assembly = assemble_platform(matrix, platform, group)
+            repaired: list[tuple[AssembledWheel, repair_mod.Repaired]] = []
             for wheel in assembly.wheels:
                 raw = write_wheel(wheel.contents, staging / "assembled")
                 keep_out = [*exclude, *never_vendor(matrix, platform, wheel.libraries)]
@@ -507,7 +652,7 @@ def assemble_all(
                 else:
                     done = repair_mod.repair(raw, _no_repair(spec), staging / "repaired", timeout=timeout)
                 size = done.path.stat().st_size
-                if size > limit:
+                if size > limit and assembly.layout != "core-plugin":  # core-plugin: its core and plugin are sized
                     raise WheelTooLarge(
                         done.path.name + " (after repair)",
                         size,
@@ -515,6 +660,9 @@ def assemble_all(
                         [(lib.filename, lib.compressed) for lib in wheel.libraries] + [(v, 0) for v in done.vendored],
                         split=assembly.layout == "split",
                     )
+                if assembly.layout == "core-plugin":  # split once every cell of the platform is repaired
+                    repaired.append((wheel, done))
+                    continue
                 data = done.path.read_bytes()
                 finals.append(
                     FinalWheel(
@@ -539,6 +687,8 @@ def assemble_all(
                         reason=assembly.reason,
                     )
                 )
+            if repaired:
+                finals += _core_plugin_finals(matrix, platform, assembly, repaired, staging / "split")
         dist.mkdir(parents=True, exist_ok=True)
         for stale in _project_wheels(matrix, dist, {f.platform for f in finals}):
             stale.unlink()  # an earlier layout's wheels (fat before, split now) must not be published
@@ -552,6 +702,77 @@ def assemble_all(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _core_plugin_finals(
+    matrix: Matrix,
+    platform: str,
+    assembly: Assembly,
+    repaired: Sequence[tuple[AssembledWheel, repair_mod.Repaired]],
+    folder: Path,
+) -> list[FinalWheel]:
+    """Split each repaired cell wheel into its plugin and core; one core per distribution (checked
+    byte-identical across its cells), every wheel written to ``folder`` and size-checked."""
+    limit = matrix.packaging.max_file_size
+    folder.mkdir(parents=True, exist_ok=True)
+    by_dist: dict[str, list[tuple[str, CorePlugin, AssembledWheel, repair_mod.Repaired]]] = {}
+    for wheel, done in repaired:
+        cell = wheel.cell_ids[0]
+        module = wheel.libraries[0].filename
+        split = split_core_plugin(matrix, read_wheel(done.path), cell, module)
+        by_dist.setdefault(wheel.distribution, []).append((cell, split, wheel, done))
+    out: list[FinalWheel] = []
+
+    def final(contents: WheelContents, dist: str, done: repair_mod.Repaired, **kw: Any) -> FinalWheel:
+        path = write_wheel(contents, folder)
+        size = path.stat().st_size
+        if size > limit:
+            parts = [(n, len(b)) for n, b in contents.files.items() if n.rsplit("/", 1)[-1] in kw["libraries"]]
+            raise WheelTooLarge(path.name, size, limit, parts, split=True)
+        return FinalWheel(
+            platform=platform,
+            distribution=dist,
+            layout=assembly.layout,
+            path=path,
+            size=size,
+            limit=limit,
+            tag=WheelName.parse(path.name).platform,
+            rated=done.rated,
+            repair_tool=done.tool,
+            excluded=done.excluded,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            reason=assembly.reason,
+            **kw,
+        )
+
+    for dist, splits in sorted(by_dist.items()):
+        core = merge_cores(platform, [(c, sp) for c, sp, _, _ in splits])
+        first_done = splits[0][3]
+        core_files = splits[0][1].core_files
+        out.append(
+            final(
+                core,
+                matrix.packaging.core(dist),
+                first_done,
+                vendored=tuple(sorted({v for *_, d in splits for v in d.vendored})),
+                libraries=tuple(n.rsplit("/", 1)[-1] for n in core_files),
+                manifests=(),
+                cells=tuple(sorted(c for c, *_ in splits)),
+            )
+        )
+        for cell, sp, wheel, done in splits:
+            out.append(
+                final(
+                    sp.plugin,
+                    dist,
+                    done,
+                    vendored=(),
+                    libraries=library_names(wheel.libraries),
+                    manifests=tuple(lib.manifest for lib in wheel.libraries),
+                    cells=(cell,),
+                )
+            )
+    return out
+
+
 def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Path]:
     """Wheels in ``dist`` of the project or its split distributions, for these platforms."""
     names = [
@@ -559,6 +780,8 @@ def _project_wheels(matrix: Matrix, dist: Path, platforms: set[str]) -> list[Pat
         escape_name(matrix.packaging.split_name.format(name=matrix.project.name, major="*")),
         escape_name(matrix.packaging.cuda_name.format(name=matrix.project.name, major="*")),
     ]
+    if matrix.packaging.split == "core-plugin":
+        names += [escape_name(matrix.packaging.core(n)) for n in names]
     arches = {matrix.platform(p).wheel_arch for p in platforms}
     found = []
     for path in sorted(dist.glob("*.whl")):

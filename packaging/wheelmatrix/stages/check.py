@@ -70,7 +70,7 @@ from packaging import metadata as pkg_metadata
 from wheelmatrix import __version__, _proc, binaries, data
 from wheelmatrix.errors import CommandFailed, PackageError, WheelmatrixError
 from wheelmatrix.host import Interpreter, find_python
-from wheelmatrix.model import Matrix, PlatformSpec
+from wheelmatrix.model import CudaSpec, Matrix, PlatformSpec
 from wheelmatrix.platforms.macos import check_macos_wheel
 from wheelmatrix.stages.cells import toolkit_digest
 from wheelmatrix.stages.record import RECORD_FILE
@@ -233,6 +233,9 @@ CODES: dict[str, Code] = {
              "`wheelmatrix plan --wheels` lists it: users of that Python or platform would get no wheel"),
         Code("WM804", "error", "wheel in dist/ the plan does not expect",
              "it is not part of the release `wheelmatrix plan --wheels` describes and would be published by mistake"),
+        Code("WM805", "error", "plugin does not require its core at the exact version",
+             'split = "core-plugin": without Requires-Dist <core>==<version> pip installs the plugin without its '
+             "core, or with another release's, and the module fails to load its kernels library"),
     )
 }  # fmt: skip
 
@@ -1151,6 +1154,7 @@ def _check_binaries(
     excluded = [str(x) for x in target.entry.get("excluded", [])] if target.entry else []
     lib_re = _library_regex(matrix, spec) if spec is not None else None
     files = {n: blob for n, blob, _ in entries}
+    cores = {canonicalize_name(c) for c in core_distributions(matrix).values()}
     for n, blob, compressed in entries:
         base = n.rsplit("/", 1)[-1]
         head = blob[:4]
@@ -1191,6 +1195,8 @@ def _check_binaries(
                     )
         if lib_re is not None and spec is not None and (m := lib_re.fullmatch(base)):
             _check_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info, m=m, files=files)
+        elif spec is not None and st.name and canonicalize_name(st.name) in cores and _is_core_file(matrix, n):
+            _check_core_library(st, ctx, name=n, blob=blob, compressed=compressed, info=info)
     record_broken = any(f.code.startswith("WM01") for f in st.findings)  # said already; the reader refuses it
     if spec is not None and spec.os == "macos" and not record_broken:
         try:
@@ -1277,6 +1283,12 @@ def _check_library(
             ptx_isa=", ".join(f"{a}.{b}" for a, b in isas) or None,
         )
     )
+    in_core = [
+        n for n in info.needed if any(fnmatch.fnmatchcase(n, g) for g in _core_globs(matrix)) and n not in _bases(files)
+    ]
+    if in_core and not info.has_cuda_code:
+        st.notes.append(f"{name}: its kernels are in {', '.join(in_core)} of its core wheel (checked there)")
+        return
     if manifest:
         wrong = []
         for key, held in (("sass", list(info.sass)), ("ptx", list(info.ptx))):
@@ -1314,6 +1326,20 @@ def _check_library(
             "add the version to [matrix] cuda (with its archs) or leave its library out of the release",
         )
         return
+    _check_archs(st, matrix, name, info, spec)
+    expected = PTX_ISA.get(str(spec.version))
+    found = [f"{a}.{b}" for a, b in isas]
+    if expected and found and any(isa != expected for isa in found):
+        st.add(
+            "WM507",
+            f"{name} is declared CUDA {spec.version}, but its PTX is ISA {', '.join(found)}, written by CUDA "
+            f"{runtime_cuda} (CUDA {spec.version} writes ISA {expected})",
+            f"build it with the CUDA {spec.version} toolchain the matrix declares (`wheelmatrix toolchain verify`)",
+        )
+
+
+def _check_archs(st: _Static, matrix: Matrix, name: str, info: binaries.BinaryInfo, spec: CudaSpec) -> None:
+    """The SASS and PTX archs a CUDA library holds against its CUDA version's (WM501-WM504)."""
     for code_missing, code_extra, kind, got, want in (
         ("WM501", "WM502", "SASS", info.sass, spec.sass),
         ("WM503", "WM504", "PTX", info.ptx, spec.ptx),
@@ -1336,15 +1362,40 @@ def _check_library(
                 f'declare them in [cuda."{spec.version}"] {kind.lower()}, or stop the project\'s CMake from adding '
                 f"archs of its own ({matrix.build.archs_variable} is the toolkit's)",
             )
-    expected = PTX_ISA.get(str(spec.version))
-    found = [f"{a}.{b}" for a, b in isas]
-    if expected and found and any(isa != expected for isa in found):
-        st.add(
-            "WM507",
-            f"{name} is declared CUDA {spec.version}, but its PTX is ISA {', '.join(found)}, written by CUDA "
-            f"{runtime_cuda} (CUDA {spec.version} writes ISA {expected})",
-            f"build it with the CUDA {spec.version} toolchain the matrix declares (`wheelmatrix toolchain verify`)",
+
+
+def _check_core_library(
+    st: _Static, ctx: _Context, *, name: str, blob: bytes, compressed: int, info: binaries.BinaryInfo
+) -> None:
+    """A core's kernels library (split = "core-plugin"): reported, and its CUDA code checked against
+    the CUDA version of its distribution (the plugin's module holds none to check)."""
+    matrix = ctx.matrix
+    cuda: CudaSpec | None = None
+    for c in matrix.cuda:
+        dist = matrix.packaging.distribution(matrix.project.name, c.version.major)
+        if canonicalize_name(matrix.packaging.core(dist)) == canonicalize_name(st.name or ""):
+            cuda = c
+    base = name.rsplit("/", 1)[-1]
+    st.libraries.append(
+        LibraryReport(
+            file=base, path=name, backend="cpu" if cuda is None else "cuda",
+            cuda=None if cuda is None else str(cuda.version), sass=info.sass, ptx=info.ptx, size=len(blob),
+            compressed=compressed, runtime=None, runtime_cuda=None, ptx_isa=None,
         )
+    )  # fmt: skip
+    if cuda is None and info.has_cuda_code:
+        st.add(
+            "WM505",
+            f"{name} is in the CPU distribution's core but holds CUDA code (SASS {list(info.sass)}, PTX "
+            f"{list(info.ptx)})",
+            "select the CPU backend for the cpu cell ([build] backend in matrix.toml) and rebuild",
+        )
+    elif cuda is not None and info.has_cuda_code:
+        _check_archs(st, matrix, name, info, cuda)
+
+
+def _bases(files: Mapping[str, bytes]) -> set[str]:
+    return {n.rsplit("/", 1)[-1] for n in files}
 
 
 def platform_spec_of(ctx: _Context, target: _Target) -> PlatformSpec | None:
@@ -1432,7 +1483,56 @@ def static_checks(ctx: _Context, target: _Target, sha256: str) -> _Static:
         )
         if spec is not None:
             _check_nvidia(st, ctx, spec, [(i.filename, blob) for i, blob in contents])
+        if names is not None:
+            _check_core_requirement(st, ctx, names)
     return st
+
+
+def core_distributions(matrix: Matrix) -> dict[str, str]:
+    """split = "core-plugin": the canonical name of each plugin distribution -> its core's."""
+    if matrix.packaging.split != "core-plugin":
+        return {}
+    dists = [matrix.project.name] + [
+        matrix.packaging.distribution(matrix.project.name, c.version.major) for c in matrix.cuda
+    ]
+    return {canonicalize_name(d): matrix.packaging.core(d) for d in dists}
+
+
+def _check_core_requirement(st: _Static, ctx: _Context, names: tuple[str, Version, frozenset[Tag]]) -> None:
+    """A plugin's METADATA requires its core at exactly its own version (WM805)."""
+    core = core_distributions(ctx.matrix).get(canonicalize_name(names[0]))
+    if core is None:
+        return
+    exact = False
+    for text in st.requires:
+        with contextlib.suppress(InvalidRequirement):
+            req = Requirement(text)
+            pins = [sp for sp in req.specifier if sp.operator in ("==", "===")]
+            unconditional = req.marker is None or req.marker.evaluate({"extra": ""})
+            if canonicalize_name(req.name) == canonicalize_name(core) and unconditional and pins:
+                exact = exact or all(sp.version == str(names[1]) for sp in pins)
+    if not exact:
+        st.add(
+            "WM805",
+            f"the plugin {names[0]} {names[1]} does not require {core}=={names[1]} (it requires "
+            f"{_listing(st.requires) or 'nothing'})",
+            "let `wheelmatrix assemble` split the cell wheels (it writes the requirement); never edit a plugin's "
+            "METADATA",
+        )
+
+
+def _is_core_file(matrix: Matrix, name: str) -> bool:
+    top, _, rest = name.partition("/")
+    return top == matrix.project.import_package and any(
+        fnmatch.fnmatchcase(rest, g) for g in matrix.packaging.core_files
+    )
+
+
+def _core_globs(matrix: Matrix) -> list[str]:
+    """split = "core-plugin": file-name globs of the libraries a plugin takes from its core."""
+    if matrix.packaging.split != "core-plugin":
+        return []
+    return [g.rsplit("/", 1)[-1] for g in matrix.packaging.core_files]
 
 
 _AUDITWHEEL_HASH = re.compile(r"-[0-9a-f]{8}(?=\.so)")
@@ -1716,7 +1816,9 @@ def _linux_abi(ctx: _Context, target: _Target, spec: PlatformSpec) -> list[Findi
     """auditwheel's rating of a Linux wheel against its tag and the declared policy."""
     path = target.path
     excluded = [str(x) for x in target.entry.get("excluded", [])] if target.entry else []
-    excluded = list(dict.fromkeys([*spec.never_vendor, *excluded, *_component_globs(ctx.matrix, spec)]))
+    # a plugin's kernels library comes from its core (split = "core-plugin"), which it requires exactly
+    core = _core_globs(ctx.matrix)
+    excluded = list(dict.fromkeys([*spec.never_vendor, *excluded, *_component_globs(ctx.matrix, spec), *core]))
     try:
         rating = rate(path)
     except CommandFailed as exc:
@@ -1819,10 +1921,11 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
     project = canonicalize_name(matrix.project.name)
     groups: list[_Group] = []
     grouped: set[str] = set()
+    cores = {canonicalize_name(c) for c in core_distributions(matrix).values()}  # installed with their plugins
     for st, path in statics:
         if st.name is None or canonicalize_name(st.name) != project:
             continue
-        members = {st.file: (st, path)}
+        members = {st.file: (st, path), **{o.file: (o, p) for o, p in _cores_of(st, statics, matrix)}}
         extras: list[str] = []
         for text in st.requires:
             try:
@@ -1842,10 +1945,24 @@ def _groups(statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[_Gr
                         members[other.file] = (other, other_path)
         groups.append(_Group(st, path, tuple(members.values()), tuple(extras)))
         grouped.update(members)
-    for st, path in statics:  # a split or standalone wheel whose base is not checked: install it alone
-        if st.file not in grouped and st.name is not None:  # with its extras (NVIDIA's wheels under one)
-            groups.append(_Group(st, path, ((st, path),), tuple(st.extras)))
+    # a split or standalone wheel whose base is not checked: install it alone with its extras (NVIDIA's
+    # wheels under one) and its core; a core is installed with its plugins, never alone
+    for st, path in statics:
+        if st.file not in grouped and st.name is not None and canonicalize_name(st.name) not in cores:
+            groups.append(_Group(st, path, ((st, path), *_cores_of(st, statics, matrix)), tuple(st.extras)))
     return groups
+
+
+def _cores_of(st: _Static, statics: Sequence[tuple[_Static, Path]], matrix: Matrix) -> list[tuple[_Static, Path]]:
+    """The core wheel (same platform) a plugin requires, when it is among the checked wheels."""
+    core = core_distributions(matrix).get(canonicalize_name(st.name or ""))
+    if core is None:
+        return []
+    return [
+        (o, p)
+        for o, p in statics
+        if o.name is not None and canonicalize_name(o.name) == canonicalize_name(core) and o.tag == st.tag
+    ]
 
 
 def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -1967,7 +2084,11 @@ def _install_one(
         own = {canonicalize_name(s.name or "") for s, _ in group.members} | {canonicalize_name(matrix.project.name)}
         reqs: list[str] = []
         for st, _ in group.members:
-            wanted = set(group.extras) if st is group.base else set()
+            # a plugin's core (split = "core-plugin") declares NVIDIA's wheels under the extras the plugin passes on
+            core = canonicalize_name(st.name or "") in {
+                canonicalize_name(c) for c in core_distributions(matrix).values()
+            }
+            wanted = set(group.extras) if st is group.base or core else set()
             for text in st.requires:
                 try:
                     r = Requirement(text)

