@@ -3,7 +3,11 @@
 Run on the GPU machine, from the repository root, with the wheels ``nox -s build`` made here (kbit)
 and qext's CUDA 13 release wheel (tests/projects/qext) copied into ``WHEELS`` (default ``.gpu/``):
 
-    python3 benchmarks/gpu_check.py [--wheels .gpu] [--out gpu-check.json]
+    python3 benchmarks/gpu_check.py [--wheels .gpu] [--only all|qext|kbit] [--out gpu-check.json]
+
+A sub-folder of WHEELS holding qext wheels is one more install set: ``.gpu/core-plugin/`` with the
+``split = "core-plugin"`` release's CUDA plugin and its py3-none core is installed in place of
+the standalone wheel and checked the same way.
 
 The interpreter that runs it must hold numpy, pytest, torch (for device arrays) and NVIDIA's CUDA 13
 runtime wheels (nvidia-cublas, nvidia-cuda-runtime): the GPU machine's image has them. Both wheels
@@ -86,7 +90,7 @@ qg, sg = ext.quantize_int8_cuda(values)
 qc, sc = ext.quantize_int8(values)
 absmax = float(np.abs(x).max()); scale = np.float32(absmax / np.float32(127.0))
 ref = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
-maps = [l.split()[-1] for l in open('/proc/self/maps') if 'libcublas' in l]
+maps = [l.split()[-1] for l in open('/proc/self/maps') if 'libcublas' in l or 'libqext_kernels' in l]
 print(json.dumps({"info": q.info(), "gpu_equals_cpu": qg == qc and sg == sc,
   "gpu_equals_numpy": bool(np.array_equal(np.array(qg, np.int8), ref)), "scale_gpu": sg, "scale_cpu": sc,
   "libcublas_mapped": sorted(set(maps))}))
@@ -172,6 +176,7 @@ def last_json(step: dict[str, Any]) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", type=Path, default=REPO / ".gpu")
+    parser.add_argument("--only", choices=("all", "qext", "kbit"), default="all")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "gpu-check.json")
     args = parser.parse_args()
     report: dict[str, Any] = {"python": sys.version, "steps": {}}
@@ -181,13 +186,24 @@ def main() -> int:
         args.out.write_text(json.dumps(report, indent=1))
 
     steps["nvidia-smi"] = sh(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv"])
-    qext = sorted(args.wheels.glob("qext_cuda13x-*-abi3-*.whl"))
-    kbit = sorted(args.wheels.glob("kbit-*manylinux*x86_64.whl"))
-    if qext:
-        steps["qext-install"] = install(qext)
-        steps["qext-smoke"] = sh([sys.executable, "-m", "qext"], timeout=120)
-        steps["qext-gpu"] = sh([sys.executable, "-c", QEXT_PROBE], timeout=300)
-        report["qext"] = {"smoke": last_json(steps["qext-smoke"]), "gpu": last_json(steps["qext-gpu"])}
+    # qext install sets: the top folder's standalone wheel, and each sub-folder's wheels (a layout:
+    # core-plugin/ holds the plugin and its py3-none core), installed in turn in place of the last
+    sets = {"standalone": sorted(args.wheels.glob("qext_cuda13x-*-abi3-*.whl"))}
+    sets.update({d.name: sorted(d.glob("qext_cuda13x*.whl")) for d in sorted(args.wheels.iterdir()) if d.is_dir()})
+    kbit = sorted(args.wheels.glob("kbit-*manylinux*x86_64.whl")) if args.only in ("all", "kbit") else []
+    report["qext"] = {}
+    for name, wheels in sets.items():
+        if not wheels or args.only not in ("all", "qext"):
+            continue
+        sh([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "qext-cuda13x", "qext-cuda13x-core"])
+        steps[f"qext-{name}-install"] = install(wheels)
+        steps[f"qext-{name}-smoke"] = sh([sys.executable, "-m", "qext"], timeout=120)
+        steps[f"qext-{name}-gpu"] = sh([sys.executable, "-c", QEXT_PROBE], timeout=300)
+        report["qext"][name] = {
+            "wheels": [w.name for w in wheels],
+            "smoke": last_json(steps[f"qext-{name}-smoke"]),
+            "gpu": last_json(steps[f"qext-{name}-gpu"]),
+        }
         save()
     if kbit:
         steps["kbit-install"] = install(kbit)

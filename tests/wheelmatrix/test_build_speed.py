@@ -221,8 +221,10 @@ def test_jobs_auto_runs_no_more_compiles_than_memory_allows(tmp_path: Path) -> N
     tree = copy_kbit(tmp_path / "kbit")
     _extra_sources(tree, 4)
     script, log = _fake_compiler(tmp_path)
-    # a per-compile figure so large that the available memory holds one compile only
-    per_compile = available_memory() // 2 + 1
+    # a per-compile figure so large that the available memory holds one compile only (all of it:
+    # half of it plus one byte let a second compile in whenever other processes freed some memory
+    # between this line and the schedule)
+    per_compile = available_memory()
     options = BuildOptions(
         work=tmp_path / "work",
         cache=None,
