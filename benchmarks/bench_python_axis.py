@@ -37,6 +37,7 @@ from wheelmatrix import toolchains
 from wheelmatrix.config import load_matrix
 from wheelmatrix.model import CudaSpec
 from wheelmatrix.plan import BuildSpec, make_plan
+from wheelmatrix.stages import buildenv
 from wheelmatrix.stages import cells as cells_mod
 from wheelmatrix.stages.cells import BuildOptions, build_cells
 
@@ -117,7 +118,7 @@ def run_cells(
     t = time.monotonic()
     oldest = cells_mod.oldest_interpreter(specs)
     assert oldest is not None
-    cells_mod.shared_build_env(work, specs[0].project, oldest, 1800)
+    buildenv.prepare_shared(work, specs[0].project.source, oldest, 1800)
     env_s = time.monotonic() - t
     results: list[dict[str, float | str]] = []
     for spec in specs:  # one at a time, in the given order

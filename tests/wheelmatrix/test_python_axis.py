@@ -241,7 +241,7 @@ def test_standalone_layout_renames_the_cuda_distribution_and_declares_nvidia(tmp
 
 
 def test_per_python_cells_of_a_variant_share_one_build_tree_and_environment(tmp_path: Path) -> None:
-    from wheelmatrix.stages import cells
+    from wheelmatrix.stages import buildenv, cells
 
     plan = qext_plan(host_with(*PYTHONS))
     specs = plan.build_specs()
@@ -250,7 +250,11 @@ def test_per_python_cells_of_a_variant_share_one_build_tree_and_environment(tmp_
     assert cells.tree_lock(specs[0]) is cells.tree_lock(specs[1])  # same tree: one at a time
     assert cells.tree_lock(specs[0]) is not cells.tree_lock(specs[-1])
     assert cells.oldest_interpreter(specs) == "/opt/python3.9/bin/python3.9"
-    assert cells.build_requirements(specs[0].project) == ["build>=1.2", "nanobind>=2.4", "scikit-build-core>=0.10"]
+    assert buildenv.shared_requires(specs[0].project.source) == [
+        "build>=1.2",
+        "nanobind>=2.4",
+        "scikit-build-core>=0.10",
+    ]
     abi3 = next(s for s in specs if s.cell_id == "linux-x86_64-cuda130-cp312-abi3")
     argv, env = cells.python_build_argv(abi3, tmp_path / "env", tmp_path / "out")
     assert argv[:4] == ["/opt/python3.12/bin/python3.12", "-m", "build", "--wheel"]

@@ -13,8 +13,15 @@ In that environment the cell calls the backend's ``build_wheel`` hook itself, in
 dependency check (the environment was made from those requirements) and a second process per hook.
 
 Made in a staging folder and renamed into place under a file lock, so concurrent builds make it
-once and a killed one leaves no half-made environment behind. Once per Python is the unit: when
-Python becomes a build axis, each interpreter gets its own.
+once and a killed one leaves no half-made environment behind.
+
+Per-Python cells (``[project] python-api`` other than ``none``) are built by their own CPython,
+each in its variant's one build tree, so they cannot use an environment of the toolkit's Python:
+they share **one folder** of the project's build requirements (plus ``build``), installed once by
+the oldest CPython of the plan with ``pip install --target`` and put on ``PYTHONPATH`` for every
+interpreter (:func:`prepare_shared`). One folder for every Python matters: scikit-build-core
+clears a build tree whose scikit-build-core moved, so an environment per interpreter would
+recompile the kernels for each Python.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from wheelmatrix import _proc
-from wheelmatrix.errors import BuildError
+from wheelmatrix.errors import BuildError, WheelmatrixError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,3 +144,36 @@ def prepare(source: Path, root: Path, *, python: str = sys.executable, timeout: 
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return env_python(env)
+
+
+def shared_requires(source: Path) -> list[str]:
+    """What the per-Python cells' shared folder holds: ``[build-system] requires`` plus ``build``."""
+    return sorted({*build_requires(source), "build>=1.2"})
+
+
+def prepare_shared(work: Path, source: Path, oldest: str, timeout: float) -> Path:
+    """The folder of build requirements every per-Python cell puts on PYTHONPATH, installed once by
+    the oldest interpreter (so its environment markers hold) under ``<work>/buildenv/<key>``."""
+    requires = shared_requires(source)
+    key = hashlib.sha256(json.dumps([requires, oldest]).encode()).hexdigest()[:16]
+    folder = work.resolve() / "buildenv" / key
+    if (folder / "complete").is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log = folder.parent / f"{key}.log"
+    try:
+        _proc.run(
+            [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
+            timeout=timeout,
+            log_file=log,
+        )
+    except WheelmatrixError as exc:
+        raise BuildError(
+            f"the build environment of the per-Python cells ({', '.join(requires)}) did not install with {oldest}: "
+            f"{exc.message.splitlines()[0]} (log: {log})",
+            fix="check that the index (PyPI) is reachable and that [build-system] requires of the project's "
+            "pyproject.toml installs on the oldest Python of [matrix] python",
+        ) from exc
+    (folder / "complete").write_text(json.dumps(requires) + "\n")
+    return folder

@@ -474,39 +474,6 @@ def tree_lock(spec: BuildSpec) -> threading.Lock:
         return _tree_locks.setdefault(tree_name(spec), threading.Lock())
 
 
-def build_requirements(project: Project) -> list[str]:
-    """``[build-system] requires`` of the project's pyproject.toml, plus the ``build`` frontend."""
-    return sorted({*buildenv.build_requires(project.source), "build>=1.2"})
-
-
-def shared_build_env(work: Path, project: Project, oldest: str, timeout: float) -> Path:
-    """A folder holding the project's build requirements for every Python of the matrix, installed
-    once by the oldest interpreter (so its environment markers hold); put on PYTHONPATH."""
-    requires = build_requirements(project)
-    key = hashlib.sha256(json.dumps([requires, oldest]).encode()).hexdigest()[:16]
-    folder = work.resolve() / "buildenv" / key
-    if (folder / "complete").is_file():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    log = folder.parent / f"{key}.log"
-    try:
-        _proc.run(
-            [oldest, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", folder, *requires],
-            timeout=timeout,
-            log_file=log,
-        )
-    except WheelmatrixError as exc:
-        raise BuildError(
-            f"the build environment of the per-Python cells ({', '.join(requires)}) did not install with {oldest}: "
-            f"{exc.message.splitlines()[0]} (log: {log})",
-            fix="check that the index (PyPI) is reachable and that [build-system] requires of the project's "
-            "pyproject.toml installs on the oldest Python of [matrix] python",
-        ) from exc
-    (folder / "complete").write_text(json.dumps(requires) + "\n")
-    return folder
-
-
 def oldest_interpreter(specs: Sequence[BuildSpec]) -> str | None:
     """The interpreter that installs the shared build environment: the plan's (the oldest CPython of
     the host, whatever cells are selected, so ``--cell`` builds reuse the same environment and tree),
@@ -824,7 +791,7 @@ def _build_cells(specs: Sequence[BuildSpec], options: BuildOptions, provide: Pro
     oldest = oldest_interpreter(specs)
     if oldest is not None:
         project = next(s.project for s in specs if s.interpreter is not None)
-        build_env = shared_build_env(options.work, project, oldest, options.timeout)
+        build_env = buildenv.prepare_shared(options.work, project.source, oldest, options.timeout)
 
     def one(spec: BuildSpec) -> CellResult:
         if events is not None and spec.buildable:
