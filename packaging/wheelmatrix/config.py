@@ -373,9 +373,10 @@ class _Resolver:
                           "interpreter of the matrix would build the abi3 wheel",
                           f"use one of {', '.join(python)}")  # fmt: skip
         for i, version in enumerate(p.free_threaded):
-            if p.python_api != "per-version":
-                self.fail([*where, "free-threaded"], 'only applies to python-api = "per-version" (free-threaded '
-                          "CPython has no stable ABI)", 'remove free-threaded, or set python-api = "per-version"')  # fmt: skip
+            if p.python_api == "none":
+                self.fail([*where, "free-threaded"], 'only applies to extension modules (python-api = "per-version" '
+                          'or "abi3"): a py3-none wheel serves free-threaded CPython as it is',
+                          'remove free-threaded, or set python-api = "per-version" or "abi3"')  # fmt: skip
             if version not in python:
                 self.fail([*where, "free-threaded", i], f"{_quote(version)} is not one of matrix.python",
                           f"use one of {', '.join(python)}")  # fmt: skip

@@ -271,10 +271,9 @@ class PythonAxis:
         floor = _minor(self.abi3_floor) if self.api == "abi3" and self.abi3_floor else None
         for version in sorted(pythons, key=_minor):
             cp = "cp" + version.replace(".", "")
-            if floor is not None and _minor(version) >= floor:
-                continue
-            out.append(PythonTag(cp, cp, version))
-            if version in self.free_threaded:
+            if floor is None or _minor(version) < floor:
+                out.append(PythonTag(cp, cp, version))
+            if version in self.free_threaded:  # no stable ABI there: its own wheel, abi3 or not
                 out.append(PythonTag(cp, cp + "t", version))
         if floor is not None and self.abi3_floor is not None:
             out.append(PythonTag("cp" + self.abi3_floor.replace(".", ""), "abi3", self.abi3_floor))

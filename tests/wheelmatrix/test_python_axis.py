@@ -44,6 +44,11 @@ def test_tags_of_each_binding() -> None:
     assert [str(t) for t in abi3] == ["cp39-cp39", "cp310-cp310", "cp311-cp311", "cp312-abi3"]
     assert [t.py_api for t in abi3] == [None, None, None, "cp312"]
     assert abi3[-1].version == "3.12"
+    # free-threaded CPython has no stable ABI: an abi3 project ships a cp313t wheel of its own beside
+    # the abi3 one (as cryptography does), built without wheel.py-api
+    both = PythonAxis(api="abi3", abi3_floor="3.12", free_threaded=("3.13",)).tags(PYTHONS)
+    assert [str(t) for t in both] == ["cp39-cp39", "cp310-cp310", "cp311-cp311", "cp313-cp313t", "cp312-abi3"]
+    assert [t.py_api for t in both][-2:] == [None, "cp312"]
 
 
 def test_qext_plan_expands_cells_per_python_tag() -> None:
@@ -154,8 +159,8 @@ def _qext_with(tmp_path: Path, old: str, new: str) -> Path:
         ('abi3-floor = "3.12"', 'abi3-floor = "3.14"', "project.abi3-floor", '"3.14" is not one of matrix.python'),
         ('split = "standalone"', 'split = "fat"', "packaging.split", '"fat" merges the variants'),
         ('python-api = "abi3"', 'python-api = "per-version"', "project.abi3-floor", "only applies to"),
-        ('abi3-floor = "3.12"', 'abi3-floor = "3.12"\nfree-threaded = ["3.13"]', "project.free-threaded",
-         "only applies to"),
+        ('python-api = "abi3"\nabi3-floor = "3.12"', 'python-api = "none"\nfree-threaded = ["3.13"]',
+         "project.free-threaded", "only applies to extension modules"),
         ('cuda = ["13.0"]|[packaging]',
          'cuda = ["13.0", "13.2"]|[cuda."13.2"]\nsass = [75]\nptx = []\ntoolchain = { source = "pypi" }\n[packaging]',
          "matrix.cuda", "CUDA 13.0, 13.2 would both be the distribution"),
