@@ -102,8 +102,9 @@ _TOOL_CACHE_ARCH = {"amd64": "x64", "x86_64": "x64", "arm64": "arm64", "aarch64"
 def _find_on_windows(version: str, *, free_threaded: bool) -> Interpreter | None:
     """CPython ``version`` ("3.12"; free-threaded: "3.13t") the way Windows provides it, first that runs:
 
-    1. the Python launcher, ``py -3.12`` / ``py -3.13t`` (python.org's installers register every
-       CPython with it, setup-python's included: they run those installers);
+    1. the Python launcher, ``py -3.12`` / ``py -3.13t``: it runs what python.org's installer
+       registered (PEP 514), and setup-python's Windows CPythons are installed by that installer
+       (actions/python-versions' win-setup-template.ps1, ``InstallAllUsers=1``);
     2. actions/setup-python's tool cache, ``$RUNNER_TOOL_CACHE/Python/3.12.*/x64/python.exe``
        (``x64-freethreaded/python3.13t.exe`` or ``python.exe``), newest patch first;
     3. ``python3.12.exe`` / ``python3.13t.exe`` on PATH;

@@ -129,7 +129,7 @@ def test_windows_finds_setup_pythons_tool_cache_without_a_launcher(
     assert find_python(second) is None  # only an x86 build of it, and this host is x64
 
 
-def test_windows_finds_a_python_exe_on_path(windows: Path, pythons: dict[str, Interpreter]) -> None:
+def test_windows_finds_python3_x_exe_on_path(windows: Path, pythons: dict[str, Interpreter]) -> None:
     first = sorted(pythons)[0]
     (windows / f"python{first}").symlink_to(pythons[first].path)  # shutil.which adds .exe on Windows
     found = find_python(first)
