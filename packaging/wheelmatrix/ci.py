@@ -446,10 +446,11 @@ def runner_host(platform: str, pythons: Sequence[str] = ()) -> Host:
 
 
 def cell_job_pythons(matrix: Matrix, platform: str) -> list[str]:
-    """The CPythons a cell job on ``platform``'s own runner provides for a per-Python cell: every one
-    of the matrix (the manylinux image's /opt/python, or actions/setup-python). Not on Windows:
-    setup-python puts no ``python3.X`` there, which is what ``host.find_python`` looks for."""
-    if matrix.project.python.api == "none" or platform.startswith("windows"):
+    """The CPythons the cell jobs on ``platform``'s own runner provide for per-Python cells: every one
+    of the matrix, each job its own cell's (the manylinux image's /opt/python on Linux, else
+    actions/setup-python, whose Pythons ``host.find_python`` finds on PATH, and on Windows through
+    the ``py`` launcher or setup-python's tool cache). The same on every platform."""
+    if matrix.project.python.api == "none":
         return []
     ft = matrix.project.python.free_threaded
     return [*matrix.python, *(f"{v}t" for v in matrix.python if v in ft)]

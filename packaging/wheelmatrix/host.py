@@ -55,9 +55,13 @@ class Interpreter:
 
 def find_python(version: str) -> Interpreter | None:
     """An interpreter of ``version`` ("3.12") on this host that runs: this one, PATH (not pyenv's
-    shims, which fail for versions not selected), pyenv's versions, uv's managed Pythons."""
+    shims, which fail for versions not selected), pyenv's versions, uv's managed Pythons. On Windows
+    (no ``python3.X`` there): the ``py`` launcher, actions/setup-python's tool cache, PATH, uv's
+    (:func:`_find_on_windows`)."""
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
         return Interpreter(Path(sys.executable), ".".join(map(str, sys.version_info[:3])))
+    if on_windows():
+        return _find_on_windows(version, free_threaded=False)
     exe = f"python{version}"
     candidates: list[Path] = []
     on_path = shutil.which(exe)
@@ -81,13 +85,78 @@ def find_python(version: str) -> Interpreter | None:
     return None
 
 
+def on_windows() -> bool:
+    """Whether this host is Windows, as :func:`host_platform` reads it (``platform.system()``)."""
+    return platform.system() == "Windows"
+
+
+# What a Windows candidate prints: its own path, its full version, whether it is free-threaded.
+_WINDOWS_PROBE = (
+    "import sys, sysconfig; print(sys.executable); print('.'.join(map(str, sys.version_info[:3]))); "
+    "print(int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))"
+)
+# setup-python's tool-cache folder of an architecture (<tool cache>/Python/3.12.10/x64/python.exe)
+_TOOL_CACHE_ARCH = {"amd64": "x64", "x86_64": "x64", "arm64": "arm64", "aarch64": "arm64", "x86": "x86"}
+
+
+def _find_on_windows(version: str, *, free_threaded: bool) -> Interpreter | None:
+    """CPython ``version`` ("3.12"; free-threaded: "3.13t") the way Windows provides it, first that runs:
+
+    1. the Python launcher, ``py -3.12`` / ``py -3.13t``: it runs what python.org's installer
+       registered (PEP 514), and setup-python's Windows CPythons are installed by that installer
+       (actions/python-versions' win-setup-template.ps1, ``InstallAllUsers=1``);
+    2. actions/setup-python's tool cache, ``$RUNNER_TOOL_CACHE/Python/3.12.*/x64/python.exe``
+       (``x64-freethreaded/python3.13t.exe`` or ``python.exe``), newest patch first;
+    3. ``python3.12.exe`` / ``python3.13t.exe`` on PATH;
+    4. uv's managed Pythons (``$UV_PYTHON_INSTALL_DIR``, else ``%APPDATA%/uv/python``).
+
+    Each candidate is run and must report that version (and, for "t", a free-threaded build).
+    """
+    want = version + ("t" if free_threaded else "")
+    argvs: list[list[str]] = []
+    launcher = shutil.which("py")
+    if launcher:
+        argvs.append([launcher, f"-{want}"])
+    arch = _TOOL_CACHE_ARCH.get(platform.machine().lower(), "x64") + ("-freethreaded" if free_threaded else "")
+    exes = [f"python{want}.exe", "python.exe"] if free_threaded else ["python.exe"]  # the probe tells them apart
+    caches = [os.environ.get("RUNNER_TOOL_CACHE"), os.environ.get("AGENT_TOOLSDIRECTORY")]
+    for cache in dict.fromkeys(c for c in caches if c):
+        dirs = sorted(Path(cache).glob(f"Python/{version}.*/{arch}"), key=_patch_key, reverse=True)
+        argvs += [[str(d / exe)] for d in dirs for exe in exes if (d / exe).is_file()]
+    on_path = shutil.which(f"python{want}")
+    if on_path:
+        argvs.append([on_path])
+    appdata = os.environ.get("APPDATA")
+    uv = os.environ.get("UV_PYTHON_INSTALL_DIR") or (str(Path(appdata) / "uv" / "python") if appdata else None)
+    if uv:  # cpython-3.12.10-windows-x86_64-none, cpython-3.13.3+freethreaded-windows-x86_64-none
+        dirs = sorted(Path(uv).glob(f"cpython-{version}.*-windows-*"), key=_patch_key, reverse=True)
+        dirs = [d for d in dirs if ("+freethreaded" in d.name) == free_threaded]
+        argvs += [[str(d / exe)] for d in dirs for exe in exes if (d / exe).is_file()]
+    for argv in argvs:
+        try:
+            done = _proc.run([*argv, "-c", _WINDOWS_PROBE], check=False, timeout=60)
+        except WheelmatrixError:
+            continue
+        lines = done.output.strip().splitlines()
+        if done.returncode != 0 or len(lines) < 3:
+            continue
+        path, full, gil_free = lines[-3].strip(), lines[-2].strip(), lines[-1].strip()
+        if full.rsplit(".", 1)[0] == version and (gil_free == "1") == free_threaded:
+            return Interpreter(Path(path), full)
+    return None
+
+
 def _patch_key(path: Path) -> tuple[int, ...]:
     m = re.search(r"(\d+)\.(\d+)\.(\d+)", str(path))
     return tuple(int(x) for x in m.groups()) if m else (0,)
 
 
 def find_free_threaded(version: str) -> str | None:
-    """A free-threaded CPython ``version`` ("3.13": python3.13t) on PATH or in pyenv, or None."""
+    """A free-threaded CPython ``version`` ("3.13": python3.13t) on PATH or in pyenv (on Windows:
+    ``py -3.13t``, setup-python's tool cache, PATH, uv's), or None."""
+    if on_windows():
+        found = _find_on_windows(version, free_threaded=True)
+        return None if found is None else str(found.path)
     exe = f"python{version}t"
     candidates = [shutil.which(exe) or ""]
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"

@@ -9,11 +9,13 @@ the real `wheelmatrix plan --format github` output.
 from __future__ import annotations
 
 import json
+import platform
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ from build_fixtures.cellwheels import make_cell_wheel
 from wheelmatrix import ci
 from wheelmatrix.cli import build_parser, main
 from wheelmatrix.config import load_matrix
-from wheelmatrix.plan import Host, github_matrix, make_plan
+from wheelmatrix.host import Interpreter, detect, find_python
+from wheelmatrix.model import Matrix
+from wheelmatrix.plan import Host, Plan, github_matrix, make_plan
 from wheelmatrix.stages.cells import CellResult, read_results, write_results
 from wheelmatrix.stages.release import cell_wheels
 from wheelmatrix.toolchains.fetch import file_sha256
@@ -445,24 +449,36 @@ def _qext_cell_step(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in doc["jobs"]["cell"]["steps"] if s["name"] == name)
 
 
+@pytest.mark.parametrize(
+    "platforms", ['["linux-x86_64"]', '["linux-x86_64", "windows-x86_64"]'], ids=["linux", "linux+windows"]
+)
 def test_every_per_python_cell_this_host_cannot_build_has_a_job_with_its_python(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    platforms: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The plan job's runner, like a hosted one, has one CPython: this one (pyenv's and uv's hidden;
     pyenv's shims on PATH are never used). The real `plan --format github` then leaves the other
-    Pythons' cells to jobs in the manylinux image, which must put the cell's CPython on PATH."""
+    Pythons' cells to jobs in the manylinux image, which must put the cell's CPython on PATH, and
+    every Windows cell to a job on the Windows runner, whose setup-python installs the cell's
+    CPython and whose plan then finds it there (:func:`_plan_on_a_windows_runner`)."""
+    real = {v: find_python(v) for v in load_matrix(QEXT).python}  # before pyenv's are hidden
+    matrix_path = QEXT if platforms == '["linux-x86_64"]' else _qext_copy(tmp_path, platforms)
     for var in ("PYENV_ROOT", "UV_PYTHON_INSTALL_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "none"))
     capsys.readouterr()
-    assert main(["plan", "--format", "github", "--matrix", str(QEXT)]) == 0
+    assert main(["plan", "--format", "github", "--matrix", str(matrix_path)]) == 0
     output = capsys.readouterr().out.strip()
     jsonschema.validate(json.loads(output), GITHUB_SCHEMA)
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    matrix = load_matrix(QEXT)
+    matrix = load_matrix(matrix_path)
     plan = make_plan(matrix, Host(**{**linux_host().__dict__, "pythons": ((here, sys.executable),)}))
     elsewhere = [c for c in plan.cells if not c.buildable]
     assert {c.python.version for c in elsewhere} >= {"3.9", "3.10"}, "qext has per-Python cells this host cannot build"
-    doc = _qext_workflow(tmp_path)
+    windows = [c for c in plan.cells if c.platform == "windows-x86_64"]
+    assert bool(windows) == ("windows" in platforms) and all(c in elsewhere for c in windows)
+    assert {c.python.version for c in windows} == ({"3.9", "3.10", "3.11", "3.12"} if windows else set())
+    assert {c.variant for c in windows} == ({"cpu", "cuda130"} if windows else set())
+    ci.generate(matrix, tmp_path / "qext")
+    doc: dict[str, Any] = yaml.safe_load((tmp_path / "qext" / ci.WORKFLOW).read_text())
     jobs = {j["env"]["CELL"]: j for j in _cell_jobs(output, doc)}
     assert set(jobs) == {c.id for c in plan.cells}
     assert {cell for cell, j in jobs.items() if not j["entry"]["here"]} == {c.id for c in elsewhere}
@@ -479,16 +495,31 @@ def test_every_per_python_cell_this_host_cannot_build_has_a_job_with_its_python(
             versions = render(setup["with"]["python-version"], {"matrix": job["entry"]}).split()
             assert versions == [cell.python.version, ci.TOOLKIT_PYTHON], cell.id
             continue
-        assert job["runs-on"] == matrix.platform(cell.platform).runner and job["container"] == image.image, cell.id
-        assert "set up Python" not in names
-        i = names.index("the cell's Python from the manylinux image")
-        assert i < names.index("the manylinux image's Python") < names.index("build the cell"), cell.id
-        step = job["steps"][i]
-        python = render(step["env"]["CELL_PYTHON"], {"matrix": job["entry"]})
-        # GitHub prepends each $GITHUB_PATH line: the toolkit's cp312, written after, stays `python`
-        assert _in_image_path(step["run"], python, tmp_path) == [f"{dirs[cell.python.version]}/bin"], cell.id
+        if cell.platform == "windows-x86_64":  # the Windows runner: no image, setup-python
+            assert job["runs-on"] == matrix.platform(cell.platform).runner == "windows-2022", cell.id
+            assert job["container"] == "" and "the cell's Python from the manylinux image" not in names, cell.id
+            setup = job["steps"][names.index("set up Python")]
+            assert names.index("set up Python") < names.index("build the cell")
+            assert setup["uses"] == ci.load_pins().action("actions/setup-python").uses
+            versions = render(setup["with"]["python-version"], {"matrix": job["entry"]}).split()
+            assert versions == [cell.python.version, ci.TOOLKIT_PYTHON], cell.id
+            if any(real[v] is None for v in versions):
+                pytest.skip(f"this machine lacks one of {versions} to stand behind the runner's setup-python")
+            there = _plan_on_a_windows_runner(matrix, versions, real, tmp_path / cell.id, monkeypatch)
+            found = there.cell(cell.id)
+            assert found.buildable, (cell.id, found.reason)
+            assert found.interpreter == there.host.interpreter(cell.python.version) is not None, cell.id
+        else:
+            assert job["runs-on"] == matrix.platform(cell.platform).runner and job["container"] == image.image, cell.id
+            assert "set up Python" not in names
+            i = names.index("the cell's Python from the manylinux image")
+            assert i < names.index("the manylinux image's Python") < names.index("build the cell"), cell.id
+            step = job["steps"][i]
+            python = render(step["env"]["CELL_PYTHON"], {"matrix": job["entry"]})
+            # GitHub prepends each $GITHUB_PATH line: the toolkit's cp312, written after, stays `python`
+            assert _in_image_path(step["run"], python, tmp_path) == [f"{dirs[cell.python.version]}/bin"], cell.id
         capsys.readouterr()
-        assert main(["ci", "reproduce", cell.id, "--dry-run", "--matrix", str(QEXT)]) == 0
+        assert main(["ci", "reproduce", cell.id, "--dry-run", "--matrix", str(matrix_path)]) == 0
         printed = [shlex.split(line[2:]) for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
         for argv in printed:  # run here with --matrix naming qext's; in its own repository the job needs none
             if "--matrix" in argv:
@@ -505,8 +536,45 @@ def _qext_copy(tmp: Path, platforms: str = '["linux-x86_64"]') -> Path:
     root = tmp / "qext-repo"
     shutil.copytree(QEXT.parent, root)
     text = (root / "matrix.toml").read_text()
+    assert 'platforms = ["linux-x86_64"]' in text, "qext's matrix no longer names its platforms as this test expects"
     (root / "matrix.toml").write_text(text.replace('platforms = ["linux-x86_64"]', f"platforms = {platforms}"))
     return root / "matrix.toml"
+
+
+def _plan_on_a_windows_runner(
+    matrix: Matrix,
+    versions: list[str],
+    real: dict[str, Interpreter | None],
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Plan:
+    """The plan a cell job's `wheelmatrix build --cell` makes on the Windows runner after its
+    setup-python step installed ``versions``. No Windows host here: `platform.system()` says Windows
+    (as host.py reads it), and setup-python's tool cache is laid out as on the runner
+    (<RUNNER_TOOL_CACHE>/Python/<X.Y.Z>/x64/python.exe), each python.exe a link to this machine's
+    real CPython of that version; PATH keeps only the C++ compiler's folder (no python3.X, no
+    launcher). The real `host.detect` and `make_plan` then run."""
+    cache = tmp / "hostedtoolcache" / "windows"
+    for version in versions:
+        interpreter = real[version]
+        assert interpreter is not None
+        where = cache / "Python" / interpreter.version / "x64"
+        where.mkdir(parents=True, exist_ok=True)
+        if not (where / "python.exe").exists():
+            (where / "python.exe").symlink_to(interpreter.path)
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    with monkeypatch.context() as patch:
+        patch.setattr(platform, "system", lambda: "Windows")
+        patch.setattr(platform, "machine", lambda: "AMD64")
+        patch.setenv("RUNNER_TOOL_CACHE", str(cache))
+        patch.setenv("PATH", str(Path(compiler).parent) if compiler else str(tmp / "empty"))
+        there = detect(matrix)
+    assert there.platform == "windows-x86_64"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for version in versions:  # the running Python answers for its own version, as on the runner
+        found = there.interpreter(version)
+        assert found is not None and (version == here or found.startswith(str(cache))), (version, found)
+    return make_plan(matrix, there if compiler else replace(there, has_c_compiler=True))
 
 
 def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -531,15 +599,50 @@ def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_per_python_cells_are_buildable_where_the_job_provides_the_python(tmp_path: Path) -> None:
-    """On macOS setup-python puts python3.X on PATH; on Windows it does not, and host.py looks for
-    python3.X: those cells are refused (with the plan's reason) rather than left to fail in CI."""
+    """setup-python provides each cell's CPython on macOS (python3.X on PATH) and on Windows (the
+    `py` launcher and its tool cache, which host.py asks there): every per-Python cell of Linux,
+    macOS and Windows has a job that builds it, except macOS's CUDA cells, refused for CUDA."""
     matrix = load_matrix(_qext_copy(tmp_path, '["linux-x86_64", "macos-arm64", "windows-x86_64"]'))
     nowhere = dict(ci.unbuildable_cells(matrix))
-    windows = {c.id for c in make_plan(matrix, linux_host()).cells if c.platform == "windows-x86_64"}
-    assert windows and windows <= set(nowhere)
-    assert all("CPython" in nowhere[c] for c in windows)
-    assert "macos-arm64-cpu-cp39" not in nowhere and "linux-x86_64-cpu-cp39" not in nowhere
-    assert {c for c in nowhere if c.startswith("macos")} == {c for c in nowhere if "macos" in c and "cuda" in c}
+    cells = make_plan(matrix, linux_host()).cells
+    windows = {c.id for c in cells if c.platform == "windows-x86_64"}
+    assert len(windows) == 8 and not windows & set(nowhere)
+    assert set(nowhere) == {c.id for c in cells if c.platform == "macos-arm64" and c.cuda is not None}
+    assert all("CUDA 13.0" in why and "CPython" not in why for why in nowhere.values()), nowhere
+
+
+def test_windows_per_python_qext_generates_checks_and_names_a_cuda_refusal_for_cuda(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """qext on Linux and Windows: `ci generate` writes the workflow, `ci check` passes and catches an
+    edit of the Windows jobs' setup-python list. With a CUDA version whose source cannot serve
+    Windows (debian), its Windows per-Python cells are refused naming the source, not the Python."""
+    matrix_path = _qext_copy(tmp_path, '["linux-x86_64", "windows-x86_64"]')
+    assert ci.unbuildable_cells(load_matrix(matrix_path)) == []
+    assert main(["ci", "generate", "--matrix", str(matrix_path)]) == 0
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 0
+    workflow_path = matrix_path.parent / ci.WORKFLOW
+    text = workflow_path.read_text()
+    edited = text.replace("            ${{ matrix.python }}\n            3.12\n", "            3.12\n")
+    assert edited != text
+    workflow_path.write_text(edited)
+    capsys.readouterr()
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", capsys.readouterr().err, re.M)
+    workflow_path.write_text(text)
+    debian = matrix_path.read_text().replace(
+        '[cuda."13.0"]',
+        '[cuda."12.4"]\nsass = [75, 90]\nptx = [90]\ntoolchain = { source = "debian", suite = "trixie" }\n\n[cuda."13.0"]',
+    )
+    matrix_path.write_text(debian.replace('cuda = ["13.0"]', 'cuda = ["12.4", "13.0"]'))
+    nowhere = dict(ci.unbuildable_cells(load_matrix(matrix_path)))
+    assert set(nowhere) == {f"windows-x86_64-cuda124-{t}" for t in ("cp39", "cp310", "cp311", "cp312-abi3")}
+    for why in nowhere.values():
+        assert "source 'debian' cannot provide windows-x86_64" in why and "CPython" not in why, why
+    capsys.readouterr()
+    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
+    err = capsys.readouterr().err
+    assert "4 cells of" in err and "windows-x86_64-cuda124-cp39: CUDA 12.4: source 'debian'" in err, err
 
 
 def test_ci_reproduce_of_an_unknown_cell_names_the_cells(capsys: pytest.CaptureFixture[str]) -> None:

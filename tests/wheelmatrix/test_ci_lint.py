@@ -2,7 +2,8 @@
 schemas, zizmor offline) and cibuildwheel's configuration through cibuildwheel itself: nothing found.
 
 They run on kbit's committed workflow and on ones generated for the foreign-shaped qblas project and for
-qext, whose per-Python cells (issue 17) give the cell job the cell's own CPython.
+qext, whose per-Python cells (issue 17) give the cell job the cell's own CPython, and for qext released for
+Windows too (its Windows per-Python cells' jobs).
 """
 
 from __future__ import annotations
@@ -39,12 +40,20 @@ def run(*argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.fixture(scope="module", params=["kbit", "qblas", "qext"])
+@pytest.fixture(scope="module", params=["kbit", "qblas", "qext", "qext-windows"])
 def workflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if request.param == "kbit":
         return REPO / ci.WORKFLOW
     root = tmp_path_factory.mktemp(request.param)
-    matrix = load_matrix(REPO / f"tests/projects/{request.param}/matrix.toml")
+    if request.param == "qext-windows":  # qext's matrix released for Windows too: its per-Python Windows jobs
+        text = (REPO / "tests/projects/qext/matrix.toml").read_text()
+        assert 'platforms = ["linux-x86_64"]' in text
+        windows = text.replace('platforms = ["linux-x86_64"]', 'platforms = ["linux-x86_64", "windows-x86_64"]')
+        (root / "matrix.toml").write_text(windows)
+        matrix = load_matrix(root / "matrix.toml")
+        assert any(p.os == "windows" for p in matrix.platforms) and matrix.project.python.api != "none"
+    else:
+        matrix = load_matrix(REPO / f"tests/projects/{request.param}/matrix.toml")
     ci.generate(matrix, root)
     return root / ci.WORKFLOW
 
