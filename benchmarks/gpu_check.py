@@ -3,7 +3,10 @@
 Run on the GPU machine, from the repository root, with the wheels ``nox -s build`` made here (kbit)
 and qext's CUDA 13 release wheel (tests/projects/qext) copied into ``WHEELS`` (default ``.gpu/``):
 
-    python3 benchmarks/gpu_check.py [--wheels .gpu] [--only all|qext|kbit] [--out gpu-check.json]
+    python3 benchmarks/gpu_check.py [--wheels .gpu] [--only all|qext|kbit|bench] [--out gpu-check.json]
+
+``--only bench`` installs nothing and times the kbit that the interpreter imports (``PYTHONPATH=src``
+and ``KBIT_LIBRARY_DIR`` pointing at a CUDA library built from ``csrc/`` on the GPU machine).
 
 A sub-folder of WHEELS holding qext wheels is one more install set: ``.gpu/core-plugin/`` with the
 ``split = "core-plugin"`` release's CUDA plugin and its py3-none core is installed in place of
@@ -176,7 +179,7 @@ def last_json(step: dict[str, Any]) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", type=Path, default=REPO / ".gpu")
-    parser.add_argument("--only", choices=("all", "qext", "kbit"), default="all")
+    parser.add_argument("--only", choices=("all", "qext", "kbit", "bench"), default="all")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "gpu-check.json")
     args = parser.parse_args()
     report: dict[str, Any] = {"python": sys.version, "steps": {}}
@@ -205,6 +208,9 @@ def main() -> int:
             "gpu": last_json(steps[f"qext-{name}-gpu"]),
         }
         save()
+    if args.only == "bench":  # kbit's throughput alone, with the kbit this interpreter imports as it is
+        steps["kbit-bench"] = sh([sys.executable, "-c", KBIT_BENCH], timeout=600)
+        report["kbit_bench"] = last_json(steps["kbit-bench"])
     if kbit:
         steps["kbit-install"] = install(kbit)
         steps["kbit-diagnose"] = sh([sys.executable, "-m", "kbit", "--json"], timeout=120)
