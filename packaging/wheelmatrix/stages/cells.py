@@ -127,7 +127,7 @@ class BuildOptions:
     # with isolation: one prepared environment per Python and build requirements under this
     # folder (stages/buildenv.py), reused by every cell; None = a fresh one per cell
     build_envs: Path | None = None
-    compiler_cache: Path | None = None  # root of the per-toolchain ccache folders; None = no cache
+    compiler_cache: Path | None = None  # root of the compiler cache (one ccache folder for every cell); None: off
     memory_per_compile: int | None = None  # bytes per compile thread for --jobs auto (None: default)
     schedule: Schedule | None = None  # the split, when the caller chose it (else from jobs)
     wait: bool = True  # wait for another run that holds the work folder (else fail at once)
