@@ -577,21 +577,29 @@ def _plan_on_a_windows_runner(
     return make_plan(matrix, there if compiler else replace(there, has_c_compiler=True))
 
 
-def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """qext's workflow is generated (its per-Python cells are buildable by their jobs) and its drift
-    check fails when the cell's Python is taken out of the committed cell job."""
-    matrix_path = _qext_copy(tmp_path)
+def _generate_then_edit(
+    matrix_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str
+) -> tuple[Path, str, str]:
+    """Generate the matrix's workflow (every cell buildable by a job, `ci check` passing), then replace
+    ``old`` by ``new`` in it: `ci check` must fail. The workflow's path, its generated text, check's stderr."""
     assert ci.unbuildable_cells(load_matrix(matrix_path)) == []
     assert main(["ci", "generate", "--matrix", str(matrix_path)]) == 0
     assert main(["ci", "check", "--matrix", str(matrix_path)]) == 0
     workflow_path = matrix_path.parent / ci.WORKFLOW
     text = workflow_path.read_text()
-    edited = text.replace("            ${{ matrix.python }}\n", "")
+    edited = text.replace(old, new)
     assert edited != text
     workflow_path.write_text(edited)
     capsys.readouterr()
     assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
-    err = capsys.readouterr().err
+    return workflow_path, text, capsys.readouterr().err
+
+
+def test_ci_check_covers_the_per_python_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """qext's workflow is generated (its per-Python cells are buildable by their jobs) and its drift
+    check fails when the cell's Python is taken out of the committed cell job."""
+    matrix_path = _qext_copy(tmp_path)
+    workflow_path, text, err = _generate_then_edit(matrix_path, capsys, "            ${{ matrix.python }}\n", "")
     assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", err, re.M), err
     workflow_path.write_text(text.replace("cp${version/./}", "cp${version}"))
     assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
@@ -618,17 +626,10 @@ def test_windows_per_python_qext_generates_checks_and_names_a_cuda_refusal_for_c
     edit of the Windows jobs' setup-python list. With a CUDA version whose source cannot serve
     Windows (debian), its Windows per-Python cells are refused naming the source, not the Python."""
     matrix_path = _qext_copy(tmp_path, '["linux-x86_64", "windows-x86_64"]')
-    assert ci.unbuildable_cells(load_matrix(matrix_path)) == []
-    assert main(["ci", "generate", "--matrix", str(matrix_path)]) == 0
-    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 0
-    workflow_path = matrix_path.parent / ci.WORKFLOW
-    text = workflow_path.read_text()
-    edited = text.replace("            ${{ matrix.python }}\n            3.12\n", "            3.12\n")
-    assert edited != text
-    workflow_path.write_text(edited)
-    capsys.readouterr()
-    assert main(["ci", "check", "--matrix", str(matrix_path)]) == 1
-    assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", capsys.readouterr().err, re.M)
+    workflow_path, text, err = _generate_then_edit(
+        matrix_path, capsys, "            ${{ matrix.python }}\n            3.12\n", "            3.12\n"
+    )
+    assert re.search(r"^\+\s+\$\{\{ matrix\.python \}\}$", err, re.M)
     workflow_path.write_text(text)
     debian = matrix_path.read_text().replace(
         '[cuda."13.0"]',

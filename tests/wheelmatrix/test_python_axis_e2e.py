@@ -30,7 +30,7 @@ from wheelmatrix.plan import expected_wheels, make_plan
 from wheelmatrix.stages.check import check_release
 from wheelmatrix.stages.repair import rate
 from wheelmatrix.wheelfile import WheelContents, read_wheel, write_wheel
-from wm_support import REPO
+from wm_support import REPO, drop_metadata_line
 
 pytestmark = pytest.mark.slow
 QEXT = REPO / "tests" / "projects" / "qext"
@@ -199,14 +199,9 @@ def test_check_strict_fails_on_a_wheel_vendoring_libcublas(released: dict[str, A
 
 def test_check_strict_fails_on_a_wheel_lacking_the_nvidia_requirement(released: dict[str, Any], tmp_path: Path) -> None:
     dist = _broken(released, tmp_path)
-    path = dist / "qext_cuda13x-0.1.0-cp310-cp310-manylinux_2_28_x86_64.whl"
-    contents = read_wheel(path)
-    meta = f"{contents.dist_info}/METADATA"
-    text = contents.text(meta)
-    assert "Requires-Dist: nvidia-cublas==13.*\n" in text
-    contents.put(meta, text.replace("Requires-Dist: nvidia-cublas==13.*\n", "").encode())
-    path.unlink()
-    write_wheel(contents, dist)
+    drop_metadata_line(
+        dist / "qext_cuda13x-0.1.0-cp310-cp310-manylinux_2_28_x86_64.whl", "Requires-Dist: nvidia-cublas==13.*\n"
+    )
     assert "WM414" in _codes(released, dist)
 
 
