@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wheelmatrix import ci
 from wheelmatrix import host as host_mod
+from wheelmatrix.commands import add_action
 from wheelmatrix.commands.build import DEFAULT_WORK, UsageProblem
 from wheelmatrix.config import load_matrix
 from wheelmatrix.plan import Cell, make_plan
@@ -20,9 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--matrix", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
-        return p
+        return add_action(sub, name, help)
 
     root_help = "the repository root the files go under (default: the matrix's folder)"
     allow_help = "only warn about cells no job can build (default: refuse, as their release never publishes)"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from wheelmatrix import toolchains
+from wheelmatrix.commands import add_action
 from wheelmatrix.errors import ToolchainError, WheelmatrixError
 from wheelmatrix.model import Matrix
 from wheelmatrix.toolchains import debian, registry
@@ -24,10 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        # also accepted after the action; the default is the one given before it
-        p.add_argument("--matrix", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
-        return p
+        return add_action(sub, name, help)
 
     def offline(p: argparse.ArgumentParser) -> None:
         p.add_argument("--offline", action="store_true", help="use only the cache; say what is missing")
